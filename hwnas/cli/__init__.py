@@ -1,0 +1,80 @@
+"""The ``hwnas`` command line.
+
+Each verb is a module in this package that defines ``COMMAND`` (its name),
+``ORDER`` (its place in ``--help``), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are discovered, so adding a verb means adding a
+file. Errors caused by the user's input (:class:`spaces.errors.HwnasError`)
+print one sentence and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+from spaces.errors import HwnasError
+
+import hwnas
+
+EXIT_BAD_INPUT = 2
+
+
+def _command_modules() -> list[ModuleType]:
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "COMMAND"):
+            modules.append(module)
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.COMMAND))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwnas",
+        description="Hardware-aware multi-objective NAS: profile, predict, search, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"hwnas {hwnas.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _command_modules():
+        doc = (module.__doc__ or "").strip().splitlines()
+        help_line = doc[0] if doc else module.COMMAND
+        cmd_parser = sub.add_parser(module.COMMAND, help=help_line, description=help_line)
+        module.add_arguments(cmd_parser)
+        cmd_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def fail(message: str) -> int:
+    """Print one sentence for the user and return the bad-input exit code."""
+    message = message.strip()
+    if message and not message.endswith((".", "!", "?")):
+        message += "."
+    print(f"hwnas: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        if "search" not in {m.COMMAND for m in _command_modules()}:
+            parser.print_help()
+            return 0
+        # `hwnas` alone runs the main job, exactly like `hwnas search`.
+        args = parser.parse_args(["search"])
+    try:
+        return int(args._run(args) or 0)
+    except HwnasError as err:
+        return fail(str(err))
+    except KeyboardInterrupt:
+        print("hwnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

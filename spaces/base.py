@@ -1,0 +1,226 @@
+"""The ``Space`` base class: everything a strategy, predictor or profiler may ask of a space.
+
+A space is a fixed tuple of categorical :class:`~spaces.arch.Decision` s; an
+architecture is one option index per decision. From that one representation a
+space derives sampling, mutation, neighbours, a one-hot vector (predictor input),
+a token sequence (NAO), a human string form, and a standalone ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from spaces.arch import Arch, Decision
+from spaces.errors import InvalidArchitecture
+
+RngLike = "np.random.Generator | int | None"
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Accept a Generator, a seed or None so callers can pass whichever they hold."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Static cost of a built network.
+
+    ``macs`` are multiply-accumulates: torch's ``FlopCounterMode`` counts 2 FLOPs
+    per multiply-add for convolutions and matmuls, so ``macs = flops // 2``.
+    Ops it does not count (pooling, batch-norm, activations, additions) are
+    not included, which matches the "FLOPs" that NAS papers publish.
+    """
+
+    macs: int
+    params: int
+
+
+class Space(ABC):
+    """Base of every search space. Subclasses set ``name`` and ``decisions`` and implement
+    ``to_string``, ``from_string`` and ``_build``; rules beyond "one valid option per
+    decision" go in ``_check_rules``."""
+
+    name: str = ""
+    decisions: tuple[Decision, ...] = ()
+    default_input_size: int = 32
+    default_num_classes: int = 10
+    in_channels: int = 3
+
+    # ---- identity -------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Identifies the space *and* its parameters (preset, stem...), e.g. for the
+        measurement store, where two presets of one family must not be mixed."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Space {self.key}: {len(self.decisions)} decisions, {self.size} archs>"
+
+    # ---- size, validation -----------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Exact number of architectures. Override when ``_check_rules`` forbids some."""
+        return math.prod(len(d) for d in self.decisions)
+
+    def validate(self, arch: Arch) -> Arch:
+        """Raise :class:`InvalidArchitecture` (naming the decision) unless ``arch`` is a
+        member of this space; return it unchanged so calls can be chained."""
+        if not isinstance(arch, Arch):
+            raise InvalidArchitecture(self.name, f"expected an Arch, got {type(arch).__name__}")
+        if arch.space != self.name:
+            raise InvalidArchitecture(self.name, f"architecture belongs to space {arch.space!r}")
+        if len(arch.choices) != len(self.decisions):
+            raise InvalidArchitecture(
+                self.name, f"expected {len(self.decisions)} choices, got {len(arch.choices)}"
+            )
+        for decision, choice in zip(self.decisions, arch.choices):
+            if not 0 <= choice < len(decision):
+                raise InvalidArchitecture(
+                    self.name,
+                    f"option {choice} out of range 0..{len(decision) - 1}",
+                    decision.name,
+                )
+        self._check_rules(arch)
+        return arch
+
+    def is_valid(self, arch: Arch) -> bool:
+        try:
+            self.validate(arch)
+        except InvalidArchitecture:
+            return False
+        return True
+
+    def _check_rules(self, arch: Arch) -> None:
+        """Space-specific constraints; raise InvalidArchitecture. Default: none."""
+
+    def arch(self, choices: "tuple[int, ...] | list[int]") -> Arch:
+        """Build and validate an Arch of this space from option indices."""
+        return self.validate(Arch(self.name, tuple(choices)))
+
+    # ---- string forms ---------------------------------------------------------------
+    @abstractmethod
+    def to_string(self, arch: Arch) -> str:
+        """Human form, e.g. NB201 ``|nor_conv_3x3~0|+|...|`` or FBNet ``7-8-1-...``."""
+
+    @abstractmethod
+    def from_string(self, text: str) -> Arch:
+        """Inverse of ``to_string``; malformed text raises InvalidArchitecture."""
+
+    # ---- sampling and local moves ---------------------------------------------------
+    def sample(self, rng: np.random.Generator | int | None = None) -> Arch:
+        """Uniform over each decision, rejecting combinations the space forbids."""
+        gen = as_rng(rng)
+        for _ in range(10_000):
+            choices = tuple(int(gen.integers(len(d))) for d in self.decisions)
+            candidate = Arch(self.name, choices)
+            if self.is_valid(candidate):
+                return candidate
+        raise RuntimeError(f"could not sample a valid {self.name} architecture")
+
+    def sample_many(self, n: int, rng: np.random.Generator | int | None = None,
+                    unique: bool = True) -> list[Arch]:
+        """``n`` samples; distinct when ``unique`` (capped by the space size)."""
+        gen = as_rng(rng)
+        if not unique:
+            return [self.sample(gen) for _ in range(n)]
+        n = min(n, self.size)
+        seen: dict[Arch, None] = {}
+        while len(seen) < n:
+            seen.setdefault(self.sample(gen), None)
+        return list(seen)
+
+    def mutate(self, arch: Arch, rng: np.random.Generator | int | None = None) -> Arch:
+        """Change exactly one decision to another valid option."""
+        self.validate(arch)
+        gen = as_rng(rng)
+        movable = [i for i, d in enumerate(self.decisions) if len(d) > 1]
+        for _ in range(10_000):
+            i = int(gen.choice(movable))
+            other = int(gen.integers(len(self.decisions[i]) - 1))
+            other += other >= arch.choices[i]  # skip the current option
+            candidate = Arch(self.name, arch.choices[:i] + (other,) + arch.choices[i + 1:])
+            if self.is_valid(candidate):
+                return candidate
+        raise RuntimeError(f"no valid mutation of {self.to_string(arch)}")
+
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        """Every valid architecture that differs from ``arch`` in exactly one decision."""
+        self.validate(arch)
+        return list(self._iter_neighbours(arch))
+
+    def _iter_neighbours(self, arch: Arch) -> Iterator[Arch]:
+        for i, decision in enumerate(self.decisions):
+            for option in range(len(decision)):
+                if option != arch.choices[i]:
+                    candidate = Arch(self.name, arch.choices[:i] + (option,) + arch.choices[i + 1:])
+                    if self.is_valid(candidate):
+                        yield candidate
+
+    # ---- encodings ------------------------------------------------------------------
+    @property
+    def option_offsets(self) -> tuple[int, ...]:
+        """Start of each decision's block in the one-hot vector / token vocabulary."""
+        offsets, total = [], 0
+        for d in self.decisions:
+            offsets.append(total)
+            total += len(d)
+        return tuple(offsets)
+
+    @property
+    def num_options(self) -> int:
+        """Length of the one-hot vector (= token vocabulary size)."""
+        return sum(len(d) for d in self.decisions)
+
+    def one_hot(self, arch: Arch) -> np.ndarray:
+        """Concatenated one-hot per decision (float32); a soft architecture puts
+        per-decision probabilities in the same slots."""
+        self.validate(arch)
+        vec = np.zeros(self.num_options, dtype=np.float32)
+        for offset, choice in zip(self.option_offsets, arch.choices):
+            vec[offset + choice] = 1.0
+        return vec
+
+    def one_hot_many(self, archs: "list[Arch]") -> np.ndarray:
+        return np.stack([self.one_hot(a) for a in archs]) if archs else np.zeros(
+            (0, self.num_options), dtype=np.float32)
+
+    def tokens(self, arch: Arch) -> list[int]:
+        """Decision i, option j -> token ``offset_i + j`` (one global vocabulary)."""
+        self.validate(arch)
+        return [o + c for o, c in zip(self.option_offsets, arch.choices)]
+
+    def from_tokens(self, tokens: "list[int]") -> Arch:
+        if len(tokens) != len(self.decisions):
+            raise InvalidArchitecture(self.name, f"expected {len(self.decisions)} tokens, got {len(tokens)}")
+        return self.arch([t - o for t, o in zip(tokens, self.option_offsets)])
+
+    # ---- networks -------------------------------------------------------------------
+    def input_shape(self, input_size: int | None = None) -> tuple[int, int, int]:
+        size = input_size or self.default_input_size
+        return (self.in_channels, size, size)
+
+    def build(self, arch: Arch, num_classes: int | None = None,
+              input_size: int | None = None) -> "torch.nn.Module":  # noqa: F821
+        """The standalone, deployable network of ``arch`` (never a supernet)."""
+        self.validate(arch)
+        return self._build(arch, num_classes or self.default_num_classes,
+                           input_size or self.default_input_size)
+
+    @abstractmethod
+    def _build(self, arch: Arch, num_classes: int, input_size: int) -> "torch.nn.Module":  # noqa: F821
+        """Construct the module; ``arch`` is already validated."""
+
+    def cost(self, arch: Arch, input_size: int | None = None,
+             num_classes: int | None = None) -> Cost:
+        """MACs and parameters counted on the built module (see :class:`Cost`)."""
+        from spaces.flops import count_cost
+
+        module = self.build(arch, num_classes, input_size)
+        return count_cost(module, self.input_shape(input_size))
