@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `hwnas devices | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,277 @@
+"""ONNX Runtime profilers: ``ort:cpu``, ``ort:cuda[:N]`` and ``ort:tensorrt[:N]``.
+
+Each network is exported to ONNX in memory once (:mod:`devices.onnx_export`) and
+one session is built per network with all graph optimisations on; timing wraps
+``session.run`` with a pre-allocated input (IO binding with pre-allocated
+device buffers on CUDA/TensorRT, so no host-device copy is timed).
+
+``onnxruntime-gpu`` silently falls back to ``CPUExecutionProvider`` when the CUDA
+or TensorRT provider cannot load (missing driver, cuDNN, libnvinfer...). Every
+session's ``get_providers()`` is therefore checked, and a fall-back is a
+:class:`DeviceUnavailable` naming ORT's own reason, never a CPU number
+labelled as GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from devices.base import Profiler
+from devices.errors import DeviceUnavailable, InvalidSetting, ProfilingError
+from devices.onnx_export import OPSET, export_onnx
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def captured_native_output() -> Iterator[list[str]]:
+    """Capture what native code writes to fds 1 and 2 (ORT logs its provider-load
+    errors there, not through Python), so the reason can go into our one sentence."""
+    lines: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            text = _ANSI.sub("", sink.read().decode("utf-8", errors="replace"))
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def fallback_reason(lines: list[str]) -> str:
+    """The most specific line of ORT's log explaining why a provider did not load."""
+    for line in lines:
+        match = re.search(r"with error: (.+)$", line)
+        if match:
+            return match.group(1).strip()
+    for line in lines:
+        if "Failed to create" in line or "Please install" in line:
+            return re.sub(r"^.*?\] ", "", line).strip()
+    return "the provider did not load (ONNX Runtime gave no reason)"
+
+
+def _probe_model() -> bytes:
+    """A one-node ONNX graph (Relu) to test that a provider really loads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+_PROBED: dict[tuple[str, int], str | None] = {}
+
+
+class _OrtCPURunner:
+    def __init__(self, session: Any, feeds: dict[str, np.ndarray]) -> None:
+        self.session, self.feeds = session, feeds
+        self.outputs = [o.name for o in session.get_outputs()]
+
+    def time_once(self) -> float:
+        start = time.perf_counter()
+        self.session.run(self.outputs, self.feeds)
+        return (time.perf_counter() - start) * 1e3
+
+    def close(self) -> None:
+        self.session = self.feeds = None
+
+
+class _OrtIOBindingRunner:
+    """Input and outputs live on the GPU in pre-allocated OrtValues; ``run_with_iobinding``
+    returns once the provider's stream is done, so wall clock around it is the latency."""
+
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], device_id: int) -> None:
+        import onnxruntime as ort
+
+        self.session = session
+        self.binding = session.io_binding()
+        self._keep = []
+        for name, array in inputs.items():
+            value = ort.OrtValue.ortvalue_from_numpy(array, "cuda", device_id)
+            self._keep.append(value)
+            self.binding.bind_ortvalue_input(name, value)
+        for out in session.get_outputs():
+            self.binding.bind_output(out.name, "cuda", device_id)
+        session.run_with_iobinding(self.binding)  # lets ORT allocate outputs once
+        outputs = self.binding.get_outputs()
+        self._keep.extend(outputs)
+        for out, value in zip(session.get_outputs(), outputs):
+            self.binding.bind_ortvalue_output(out.name, value)
+
+    def time_once(self) -> float:
+        start = time.perf_counter()
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+        return (time.perf_counter() - start) * 1e3
+
+    def close(self) -> None:
+        self.session = self.binding = None
+        self._keep = []
+
+
+class OrtProfiler(Profiler):
+    """ONNX Runtime on one execution provider (set by subclasses' ``target``)."""
+
+    backend = "ort"
+
+    def __init__(self, index: int | None = None, **settings: Any) -> None:
+        if self.target == "cpu":
+            index = None
+        elif index is None:
+            index = 0
+        settings.setdefault("precision", "fp16" if self.target == "tensorrt" else "fp32")
+        super().__init__(index, **settings)
+        if self.target == "cuda" and self.requested_precision != "fp32":
+            raise InvalidSetting("ort:cuda measures fp32 only (export an fp16 model for fp16)")
+        if self.target == "cpu" and self.requested_precision != "fp32":
+            raise InvalidSetting("ort:cpu measures fp32 only")
+
+    @property
+    def spec(self) -> str:
+        base = f"ort:{self.target}"
+        return base if not self.index else f"{base}:{self.index}"
+
+    # ---- providers ------------------------------------------------------------------
+    def _providers(self) -> list[Any]:
+        device = {"device_id": str(self.index or 0)}
+        if self.target == "cpu":
+            return ["CPUExecutionProvider"]
+        if self.target == "cuda":
+            return [("CUDAExecutionProvider", device), "CPUExecutionProvider"]
+        trt = {**device, "trt_fp16_enable": "True" if self.precision == "fp16" else "False",
+               "trt_engine_cache_enable": "False"}
+        return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", device),
+                "CPUExecutionProvider"]
+
+    def _session_options(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.plan.threads
+        options.inter_op_num_threads = 1
+        return options
+
+    def _session(self, model: bytes) -> Any:
+        """Build a session and refuse a silent fall-back to CPU."""
+        import onnxruntime as ort
+
+        wanted = PROVIDERS[self.target]
+        if self.target == "cpu":
+            return ort.InferenceSession(model, self._session_options(), providers=self._providers())
+        with captured_native_output() as lines:
+            try:
+                session = ort.InferenceSession(model, self._session_options(),
+                                               providers=self._providers())
+            except Exception as error:  # noqa: BLE001 - ORT raises plain RuntimeError/Fail
+                session, failure = None, error
+        if session is None:
+            raise DeviceUnavailable(f"{self.spec} requested but ONNX Runtime could not create a "
+                                    f"session: {str(failure).strip().splitlines()[0]}")
+        active = session.get_providers()
+        if not active or active[0] != wanted:
+            raise DeviceUnavailable(
+                f"{self.spec} requested but ONNX Runtime fell back to "
+                f"{active[0] if active else 'no provider'}: {fallback_reason(lines)}")
+        return session
+
+    @classmethod
+    def unavailable_reason(cls, index: int | None) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime-gpu)"
+        if cls.target == "cpu":
+            return None
+        key = (cls.target, index or 0)
+        if key not in _PROBED:
+            spec = f"ort:{cls.target}" + (f":{index}" if index else "")
+            wanted = PROVIDERS[cls.target]
+            if wanted not in ort.get_available_providers():
+                _PROBED[key] = (f"{spec} requested but this onnxruntime build has no {wanted} "
+                                f"(install onnxruntime-gpu)")
+            else:
+                try:
+                    cls(index)._session(_probe_model())
+                    _PROBED[key] = None
+                except DeviceUnavailable as error:
+                    _PROBED[key] = str(error)
+        return _PROBED[key]
+
+    # ---- identity and timing --------------------------------------------------------
+    def _fingerprint_fields(self) -> dict[str, Any]:
+        import onnxruntime as ort
+        import torch
+
+        fields: dict[str, Any] = {"onnxruntime": ort.__version__, "torch": torch.__version__,
+                                  "onnx_opset": OPSET, "provider": PROVIDERS[self.target]}
+        if self.target != "cpu":
+            from devices.fingerprint import gpu_info
+
+            fields.update(gpu_info(self.index or 0))
+        if self.target == "tensorrt":
+            try:
+                import tensorrt  # type: ignore
+
+                fields["tensorrt"] = tensorrt.__version__
+            except ImportError:
+                fields["tensorrt"] = None
+        return fields
+
+    def _prepare(self, module: Any, input_shape: tuple[int, ...], batch: int) -> Any:
+        model = export_onnx(module, input_shape, batch)
+        session = self._session(model)
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise ProfilingError(f"expected a network with one input, the export has {len(inputs)}")
+        rng = np.random.default_rng(0)
+        feed = {inputs[0].name: rng.standard_normal((batch, *input_shape)).astype(np.float32)}
+        if self.target == "cpu":
+            runner: Any = _OrtCPURunner(session, feed)
+        else:
+            runner = _OrtIOBindingRunner(session, feed, self.index or 0)
+        runner.time_once()
+        return runner
+
+
+class OrtCPUProfiler(OrtProfiler):
+    """``ort:cpu``: CPUExecutionProvider, ``plan.threads`` intra-op threads."""
+
+    target = "cpu"
+
+
+class OrtCUDAProfiler(OrtProfiler):
+    """``ort:cuda[:N]``: CUDAExecutionProvider with IO binding."""
+
+    target, uses_gpu = "cuda", True
+
+
+class OrtTensorRTProfiler(OrtProfiler):
+    """``ort:tensorrt[:N]``: TensorrtExecutionProvider (fp16 by default), CUDA EP for the rest."""
+
+    target, uses_gpu = "tensorrt", True

@@ -1,0 +1,52 @@
+"""List the profiling backends, which of them run on this machine and why the others cannot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+COMMAND = "devices"
+ORDER = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads the fingerprints are computed for (default 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per backend instead of tables")
+
+
+def left_aligned(rows: list[dict[str, str]]) -> str:
+    """A plain text table with left-aligned columns (long reasons read better that way)."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(widths[k]) for k in keys).rstrip()]
+    lines += ["  ".join(str(r[k]).ljust(widths[k]) for k in keys).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import devices
+
+    rows, fingerprints = [], {}
+    for status in devices.available():
+        row = {"device": status.spec, "available": "yes" if status.available else "no",
+               "id": "", "label / reason": status.reason}
+        if status.available:
+            fp = devices.get(status.spec, threads=args.threads).fingerprint()
+            fingerprints[status.spec] = fp
+            row["id"], row["label / reason"] = fp["id"], fp["label"]
+        rows.append(row)
+    if args.json:
+        for row in rows:
+            print(json.dumps({**row, "fingerprint": fingerprints.get(row["device"])}, default=str))
+        return 0
+    print(left_aligned(rows))
+    for spec, fp in fingerprints.items():
+        print(f"\n{spec} fingerprint [{fp['id']}]:")
+        for key, value in fp.items():
+            if key not in ("id", "label"):
+                print(f"  {key:<16} {value}")
+    return 0

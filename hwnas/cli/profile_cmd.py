@@ -1,0 +1,221 @@
+"""Measure architectures of a space on a device into a measurement store (resumable), or import tables.
+
+Architectures are timed in groups: each group is measured in interleaved
+rounds (see devices.timing) and its rows are committed together, so a killed
+run loses at most one group and re-running the same command skips every
+architecture already stored for this device, batch and input shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+COMMAND = "profile"
+ORDER = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="backend spec, e.g. ort:cpu, torch:cpu, tensorrt:0 "
+                                          "(see `hwnas devices`)")
+    parser.add_argument("--space", help="search space, e.g. fbnet, nb201 (see `hwnas spaces`)")
+    parser.add_argument("-n", "--num", type=int, default=None, metavar="N",
+                        help="number of distinct architectures to sample (with --archs: the first N)")
+    parser.add_argument("--db", required=True, metavar="FILE", help="SQLite measurement store")
+    parser.add_argument("--archs", metavar="FILE", help="architectures to measure, one string per line")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--input", type=int, default=None, metavar="SIZE",
+                        help="input resolution (default: the space's own)")
+    parser.add_argument("--preset", default=None,
+                        help="space preset (fbnetv2: tiny/mobile...; fbnet: its stem, cifar/imagenet)")
+    parser.add_argument("--space-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="other space constructor option, e.g. C=16 (repeatable)")
+    timing = parser.add_argument_group("timing (defaults: the interleaved CPU protocol)")
+    timing.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1)")
+    timing.add_argument("--group", type=int, default=10, metavar="G",
+                        help="architectures timed together and committed together (default 10)")
+    timing.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    timing.add_argument("--calls", type=int, default=None,
+                        help="timed calls per network per round (default 40)")
+    timing.add_argument("--warmup", type=int, default=None, dest="warmup_iters",
+                        help="warm-up calls per network (default 10)")
+    timing.add_argument("--warmup-s", type=float, default=None, help="warm-up seconds (default 0.2)")
+    timing.add_argument("--max-s", type=float, default=None,
+                        help="time cap per network over all rounds, seconds (default 30)")
+    timing.add_argument("--statistic", default=None,
+                        help="reported statistic: p10 (default), median, mean, min or pNN")
+    timing.add_argument("--clock", choices=("wall", "cpu"), default=None,
+                        help="wall (default) or cpu: the thread's CPU time, immune to preemption by "
+                             "other processes on a shared machine (threads=1 only)")
+    timing.add_argument("--quick", action="store_true",
+                        help="a few calls only (smoke tests; numbers not worth keeping)")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="CSV",
+                        help="import a HELP latency table (shared data) into --db instead of measuring")
+    parser.add_argument("--export", metavar="FILE",
+                        help="after profiling/importing, write the store to FILE (.csv or .parquet)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_space(name: str, preset: str | None, options: list[str]) -> Any:
+    """``spaces.get`` with --preset mapped onto the space's own keyword (preset or stem)."""
+    import spaces
+    from spaces.errors import HwnasError
+
+    kwargs: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise HwnasError(f"--space-opt expects KEY=VALUE, got {option!r}")
+        kwargs[key.strip()] = _value(value.strip())
+    if name not in spaces.names():
+        spaces.get(name)  # raises UnknownName with the known names
+    # --preset is the space's own variant keyword: "preset" (fbnetv2) or "stem" (fbnet).
+    attempts = [{**kwargs, key: preset} for key in ("preset", "stem")] if preset else [kwargs]
+    error: Exception | None = None
+    for attempt in attempts:
+        try:
+            return spaces.get(name, **attempt)
+        except TypeError as err:
+            error = err
+    raise HwnasError(f"space {name} does not take these options ({error})")
+
+
+def read_archs(space: Any, path: str) -> list[Any]:
+    """Architectures from a file, one string per line (blank lines and # comments skipped)."""
+    from spaces.errors import HwnasError, InvalidArchitecture
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise HwnasError(f"cannot read architecture file {path}: {error.strerror or error}") from None
+    archs: dict[Any, None] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            archs.setdefault(space.from_string(text), None)
+        except InvalidArchitecture as error:
+            raise HwnasError(f"{path} line {number}: {error}") from None
+    if not archs:
+        raise HwnasError(f"architecture file {path} lists no architectures")
+    return list(archs)
+
+
+def _import_tables(args: argparse.Namespace, store: Any) -> None:
+    from latency.help_import import import_help_table
+
+    for csv in args.imports:
+        counts = import_help_table(store, csv)
+        print(f"{Path(csv).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
+              f"in {store.path}")
+        for label, added in counts.items():
+            print(f"  {label:<22} {added:>8,}")
+
+
+def _plan(args: argparse.Namespace) -> Any:
+    import devices
+
+    base = devices.TimingPlan.quick() if args.quick else devices.TimingPlan()
+    return base.updated(threads=args.threads, rounds=args.rounds, calls=args.calls,
+                        warmup_iters=args.warmup_iters, warmup_s=args.warmup_s, max_s=args.max_s,
+                        statistic=args.statistic, clock=args.clock)
+
+
+def _summary(frame: Any, measured: int, skipped: int, label: str, store_path: Path) -> str:
+    import numpy as np
+    import pandas as pd
+
+    if frame.empty:
+        return "no measurements"
+    lat = frame["latency_ms"]
+    table = pd.DataFrame([{
+        "device": label,
+        "archs": len(frame),
+        f"{frame['statistic'].iloc[0]} ms min": lat.min(),
+        "median": lat.median(),
+        "max": lat.max(),
+        "median CV": np.nanmedian(frame["cv"].astype(float)),
+        "median robust CV": np.nanmedian(frame["robust_cv"].astype(float)),
+    }])
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    return (f"{text}\n{measured} measured now, {skipped} already stored, in {store_path} "
+            f"(CV = std/mean of the samples, robust CV = IQR/1.349/median)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from latency.store import MeasurementStore
+    from spaces.errors import HwnasError
+
+    if args.imports:
+        if args.device or args.space or args.num is not None or args.archs:
+            raise HwnasError("--import only imports a table; run profiling as a separate command")
+        store = MeasurementStore(args.db)
+        _import_tables(args, store)
+        if args.export:
+            print(f"exported {store.export(args.export)}")
+        return 0
+
+    if not args.space or not args.device:
+        raise HwnasError("profile needs --space and --device (or --import CSV)")
+    if args.num is not None and args.num < 1:
+        raise HwnasError(f"-n must be at least 1, got {args.num}")
+    if args.num is None and not args.archs:
+        raise HwnasError("give -n N (sample N architectures) or --archs FILE")
+    if args.group < 1 or args.batch < 1:
+        raise HwnasError("--group and --batch must be at least 1")
+
+    import devices
+
+    space = load_space(args.space, args.preset, args.space_opt)
+    profiler = devices.get(args.device, plan=_plan(args))
+    fingerprint = profiler.fingerprint()
+    store = MeasurementStore(args.db)
+    archs = read_archs(space, args.archs) if args.archs else space.sample_many(args.num, args.seed)
+    if args.num is not None:
+        archs = archs[: args.num]
+    shape = space.input_shape(args.input)
+    strings = [space.to_string(a) for a in archs]
+    stored = store.stored_archs(space.key, fingerprint["id"], args.batch, shape)
+    todo = [(a, s) for a, s in zip(archs, strings) if s not in stored]
+    measured = _measure(args, space, profiler, fingerprint, store, todo, shape, len(archs))
+    frame = store.frame(space=space.key, device=fingerprint["id"], batch=args.batch, input_shape=shape)
+    frame = frame[frame["arch"].isin(set(strings))]
+    print(_summary(frame, measured, len(archs) - len(todo), profiler.label, store.path))
+    if args.export:
+        print(f"exported {store.export(args.export)}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, space: Any, profiler: Any, fingerprint: dict[str, Any],
+             store: Any, todo: list[tuple[Any, str]], shape: tuple[int, ...], total: int) -> int:
+    """Measure ``todo`` group by group, committing each group as soon as it is timed."""
+    import numpy as np
+    from tqdm import tqdm
+
+    latencies: list[float] = []
+    bar = tqdm(total=total, initial=total - len(todo), unit="arch", desc=profiler.label,
+               disable=args.no_progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(todo), args.group):
+            group = todo[start: start + args.group]
+            modules = [space.build(arch, input_size=args.input) for arch, _ in group]
+            results = profiler.measure_many(modules, shape, args.batch)
+            store.add_many([(space.key, text, fingerprint, m) for (_, text), m in zip(group, results)])
+            latencies.extend(m.latency_ms for m in results)
+            bar.update(len(group))
+            bar.set_postfix_str(f"median {np.median(latencies):.3f} ms", refresh=True)
+    finally:
+        bar.close()
+    return len(latencies)

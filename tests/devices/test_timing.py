@@ -1,0 +1,81 @@
+"""The interleaved protocol, checked with fake runners that record the call order."""
+
+import time
+
+import pytest
+
+from devices import InvalidSetting, TimingPlan
+from devices.timing import run_interleaved
+
+
+class FakeRunner:
+    def __init__(self, name, log, ms=1.0, sleep=0.0):
+        self.name, self.log, self.ms, self.sleep = name, log, ms, sleep
+
+    def time_once(self):
+        self.log.append(self.name)
+        if self.sleep:
+            time.sleep(self.sleep)
+        return self.ms
+
+    def close(self):
+        pass
+
+
+def test_rounds_interleave_networks_and_rotate_the_starting_one():
+    log = []
+    runners = [FakeRunner(n, log) for n in "abc"]
+    plan = TimingPlan(rounds=3, calls=4, turn_warmup=1, warmup_iters=2, warmup_s=0.0)
+    raw = run_interleaved(runners, plan)
+    assert log[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up, per network
+    timed = log[6:]
+    turns = [timed[i:i + 5] for i in range(0, len(timed), 5)]  # 1 untimed + 4 timed each
+    assert [t[0] for t in turns] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(set(t)) == 1 for t in turns)
+    for r in raw:
+        assert [len(x) for x in r.rounds_ms] == [4, 4, 4]
+        assert r.warmup_iters == 2 + 3  # warm-up calls plus one untimed call per turn
+
+
+def test_warm_up_honours_both_count_and_time():
+    log = []
+    raw = run_interleaved([FakeRunner("a", log, sleep=0.01)],
+                          TimingPlan(rounds=1, calls=1, turn_warmup=0, warmup_iters=2, warmup_s=0.08))
+    assert raw[0].warmup_iters >= 5  # time, not count, ended the warm-up
+    assert raw[0].warmup_s >= 0.08
+    log.clear()
+    raw = run_interleaved([FakeRunner("a", log)],
+                          TimingPlan(rounds=1, calls=1, turn_warmup=0, warmup_iters=7, warmup_s=0.0))
+    assert raw[0].warmup_iters == 7
+
+
+def test_time_cap_cuts_turns_short_but_keeps_min_calls():
+    log = []
+    slow = FakeRunner("slow", log, ms=100.0)
+    fast = FakeRunner("fast", log, ms=0.1)
+    plan = TimingPlan(rounds=2, calls=40, turn_warmup=0, warmup_iters=0, warmup_s=0.0,
+                      max_s=0.5, min_calls=3)
+    slow_raw, fast_raw = run_interleaved([slow, fast], plan)
+    assert [len(r) for r in slow_raw.rounds_ms] == [3, 3]  # 250 ms budget per turn, min 3 calls
+    assert [len(r) for r in fast_raw.rounds_ms] == [40, 40]
+
+
+def test_progress_callback_sees_every_turn():
+    seen = []
+    run_interleaved([FakeRunner(n, []) for n in "ab"], TimingPlan.quick(rounds=3),
+                    on_turn=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 6) for i in range(1, 7)]
+
+
+@pytest.mark.parametrize("field,value", [("rounds", 0), ("calls", 0), ("threads", 0),
+                                         ("warmup_s", -1.0), ("statistic", "p101")])
+def test_bad_settings_are_refused(field, value):
+    with pytest.raises(InvalidSetting):
+        TimingPlan(**{field: value})
+
+
+def test_updated_ignores_none_and_refuses_unknown_fields():
+    plan = TimingPlan().updated(rounds=7, calls=None)
+    assert (plan.rounds, plan.calls) == (7, 40)
+    with pytest.raises(InvalidSetting, match="unknown timing setting"):
+        TimingPlan().updated(round=3)

@@ -1,0 +1,139 @@
+"""`hwnas devices` and `hwnas profile`: bad input is one sentence (exit 2), runs resume after kill -9."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import spaces
+from hwnas.cli import main
+from latency.shared_data import HELP_FBNET_LATENCY, data_file
+from latency.store import MeasurementStore
+
+ROOT = Path(__file__).resolve().parents[2]
+# A small NB201 (C=4, one cell per stage) and a tiny timing plan: the protocol, not the numbers.
+SMALL = ["--space", "nb201", "--space-opt", "C=4", "--space-opt", "N=1", "--quick"]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--device", "torch:cpu", "--space", "nb201", "-n", "0"], "-n must be at least 1"),
+    (["--device", "torch:cpu", "--space", "nope", "-n", "3"], "unknown space 'nope'"),
+    (["--device", "tpu", "--space", "nb201", "-n", "3"], "unknown device 'tpu'"),
+    (["--device", "torch:cpu", "--space", "nb201"], "give -n N"),
+    (["--space", "nb201", "-n", "3"], "needs --space and --device"),
+    (["--device", "torch:cpu", "--space", "nb201", "-n", "2", "--statistic", "p0"], "unknown statistic"),
+    (["--device", "torch:cpu", "--space", "nb201", "-n", "2", "--rounds", "0"], "rounds must be at least 1"),
+])
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, argv, message):
+    assert main(["profile", "--db", str(tmp_path / "lat.sqlite"), *argv]) == 2
+    line = _error(capsys)
+    assert line.startswith("hwnas: error: ") and message in line
+
+
+def test_unavailable_gpu_device_is_one_sentence(tmp_path, capsys):
+    import devices
+
+    if "ort:cuda" in {s.spec for s in devices.available() if s.available}:
+        pytest.skip("the ONNX Runtime CUDA provider works here")
+    assert main(["profile", "--device", "ort:cuda", "--space", "nb201", "-n", "2",
+                 "--db", str(tmp_path / "lat.sqlite")]) == 2
+    assert "ort:cuda requested but ONNX Runtime fell back to CPUExecutionProvider" in _error(capsys)
+
+
+def test_corrupt_db_is_one_sentence_and_untouched(tmp_path, capsys):
+    db = tmp_path / "lat.sqlite"
+    db.write_bytes(b"not a database at all" * 50)
+    assert main(["profile", "--device", "torch:cpu", *SMALL, "-n", "2", "--db", str(db)]) == 2
+    assert "not an SQLite file" in _error(capsys)
+    assert db.read_bytes() == b"not a database at all" * 50
+
+
+def test_bad_arch_file_names_the_line(tmp_path, capsys):
+    archs = tmp_path / "archs.txt"
+    archs.write_text("# comment\n\n|nor_conv_3x3~0|+|bogus~0|\n")
+    assert main(["profile", "--device", "torch:cpu", "--space", "nb201", "--archs", str(archs),
+                 "--db", str(tmp_path / "lat.sqlite")]) == 2
+    assert "line 3" in _error(capsys)
+
+
+def test_devices_verb_lists_backends(capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    for spec in ("torch:cpu", "ort:cpu", "ort:cuda", "tensorrt:0"):
+        assert spec in out
+    assert "ort:cpu fingerprint [" in out and "cpu_model" in out
+
+
+def test_profile_from_arch_file_then_resume_skips_stored(tmp_path, capsys):
+    space = spaces.get("nb201", C=4, N=1)
+    strings = [space.to_string(a) for a in space.sample_many(4, 3)]
+    archs = tmp_path / "archs.txt"
+    archs.write_text("\n".join(strings[:3]) + "\n")
+    db = tmp_path / "lat.sqlite"
+    common = ["profile", "--device", "ort:cpu", *SMALL, "--db", str(db), "--group", "2", "--no-progress"]
+    assert main([*common, "--archs", str(archs)]) == 0
+    assert "3 measured now, 0 already stored" in capsys.readouterr().out
+    archs.write_text("\n".join(strings) + "\n")
+    assert main([*common, "--archs", str(archs), "--export", str(tmp_path / "lat.csv")]) == 0
+    assert "1 measured now, 3 already stored" in capsys.readouterr().out
+    frame = MeasurementStore(db).frame()
+    assert sorted(frame.arch) == sorted(strings) and frame.arch.is_unique
+    assert set(frame.device_label) == {frame.device_label[0]} and frame.device_label[0].startswith("ort:cpu/1t@")
+    assert (frame.latency_ms > 0).all() and (frame.n_samples == 2 * 5).all()
+    assert (tmp_path / "lat.csv").is_file()
+
+
+def _rows(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+@pytest.mark.slow
+def test_kill_9_loses_at_most_the_group_in_flight_and_rerun_completes(tmp_path):
+    db = tmp_path / "lat.sqlite"
+    n, group = 15, 3
+    # --warmup-s 0.2 makes each architecture take >= 0.2 s, so the run outlives the first commit.
+    cmd = [sys.executable, "-m", "hwnas", "profile", "--device", "torch:cpu", *SMALL, "-n", str(n),
+           "--seed", "5", "--group", str(group), "--warmup-s", "0.2", "--db", str(db), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while _rows(db) < group and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed = _rows(db)
+    assert 0 < killed < n and killed % group == 0  # whole groups only
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    frame = MeasurementStore(db).frame()
+    space = spaces.get("nb201", C=4, N=1)
+    wanted = {space.to_string(a) for a in space.sample_many(n, 5)}
+    assert len(frame) == n and frame.arch.is_unique and set(frame.arch) == wanted
+    assert f"{n - killed} measured now, {killed} already stored" in done.stdout
+
+
+def test_import_verb_imports_the_fbnet_table(tmp_path, capsys, shared_data):
+    db = tmp_path / "lat.sqlite"
+    assert main(["profile", "--import", str(data_file(HELP_FBNET_LATENCY)), "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "135,000 new rows for 17 devices" in out and "help:gold_6226" in out
+    frame = MeasurementStore(db).frame(device="help:gold_6226")
+    assert len(frame) == 5_000 and set(frame.space) == {"fbnet"}
+    assert main(["profile", "--import", str(data_file(HELP_FBNET_LATENCY)), "--db", str(db),
+                 "--device", "ort:cpu"]) == 2
