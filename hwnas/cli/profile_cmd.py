@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", metavar="FILE",
                         help="after profiling/importing, write the store to FILE (.csv or .parquet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from hwnas import executors
+
+    executors.add_arguments(parser)
 
 
 def _value(text: str) -> Any:
@@ -176,46 +179,51 @@ def run(args: argparse.Namespace) -> int:
     if args.group < 1 or args.batch < 1:
         raise HwnasError("--group and --batch must be at least 1")
 
-    import devices
+    from hwnas import executors
 
     space = load_space(args.space, args.preset, args.space_opt)
-    profiler = devices.get(args.device, plan=_plan(args))
-    fingerprint = profiler.fingerprint()
-    store = MeasurementStore(args.db)
+    job = executors.ProfileJob(space, args.device, _plan(args), batch=args.batch,
+                               input_size=args.input, group=args.group)
     archs = read_archs(space, args.archs) if args.archs else space.sample_many(args.num, args.seed)
     if args.num is not None:
         archs = archs[: args.num]
-    shape = space.input_shape(args.input)
     strings = [space.to_string(a) for a in archs]
-    stored = store.stored_archs(space.key, fingerprint["id"], args.batch, shape)
-    todo = [(a, s) for a, s in zip(archs, strings) if s not in stored]
-    measured = _measure(args, space, profiler, fingerprint, store, todo, shape, len(archs))
-    frame = store.frame(space=space.key, device=fingerprint["id"], batch=args.batch, input_shape=shape)
-    frame = frame[frame["arch"].isin(set(strings))]
-    print(_summary(frame, measured, len(archs) - len(todo), profiler.label, store.path))
+    with executors.from_args(args) as executor:
+        store = MeasurementStore(args.db)
+        report = _measure(args, executor, job, store, strings)
+    for device_id, fingerprint in report.fingerprints.items():
+        frame = store.frame(space=space.key, device=device_id, batch=args.batch,
+                            input_shape=job.input_shape)
+        frame = frame[frame["arch"].isin(set(strings))]
+        print(_summary(frame, report.measured, report.skipped, fingerprint["label"], store.path))
     if args.export:
         print(f"exported {store.export(args.export)}")
+    report.raise_for_failures()
     return 0
 
 
-def _measure(args: argparse.Namespace, space: Any, profiler: Any, fingerprint: dict[str, Any],
-             store: Any, todo: list[tuple[Any, str]], shape: tuple[int, ...], total: int) -> int:
-    """Measure ``todo`` group by group, committing each group as soon as it is timed."""
+def _measure(args: argparse.Namespace, executor: Any, job: Any, store: Any,
+             strings: list[str]) -> Any:
+    """Measure what ``store`` lacks with ``executor``, which commits each group as soon as
+    it is timed (locally: group after group here; on Ray: one actor per device node)."""
     import numpy as np
     from tqdm import tqdm
 
     latencies: list[float] = []
-    bar = tqdm(total=total, initial=total - len(todo), unit="arch", desc=profiler.label,
-               disable=args.no_progress, dynamic_ncols=True)
+    bars: list[Any] = []  # opened by the first event, once the device is known to work
+
+    def progress(event: Any) -> None:
+        if not bars:
+            bars.append(tqdm(total=event.total, unit="arch", desc=event.label,
+                             disable=args.no_progress, dynamic_ncols=True))
+        latencies.extend(event.latencies)
+        bars[0].total, bars[0].n = event.total, event.done
+        if latencies:
+            bars[0].set_postfix_str(f"median {np.median(latencies):.3f} ms", refresh=False)
+        bars[0].refresh()
+
     try:
-        for start in range(0, len(todo), args.group):
-            group = todo[start: start + args.group]
-            modules = [space.build(arch, input_size=args.input) for arch, _ in group]
-            results = profiler.measure_many(modules, shape, args.batch)
-            store.add_many([(space.key, text, fingerprint, m) for (_, text), m in zip(group, results)])
-            latencies.extend(m.latency_ms for m in results)
-            bar.update(len(group))
-            bar.set_postfix_str(f"median {np.median(latencies):.3f} ms", refresh=True)
+        return executor.profile(job, strings, store, on_group=progress)
     finally:
-        bar.close()
-    return len(latencies)
+        for bar in bars:
+            bar.close()

@@ -1,0 +1,277 @@
+"""How close does each strategy get to NB201's true accuracy/latency front for a given number of queries?
+
+Setting: NAS-Bench-201, objectives CIFAR-10 test accuracy (max, NATS-Bench
+table) and latency (min) on HELP/HW-NAS-Bench devices (tables), so every
+query is an exact table lookup and the true front is known from all 15,625
+cells.
+
+Normalisation and reference point (printed by the script): each objective is
+turned into "smaller is better" and mapped to [0, 1] with its minimum and
+maximum over the *whole space* (accuracy: 1 = the worst cell, 0 = the best;
+latency: 0 = the fastest cell, 1 = the slowest); the reference point is
+(1.1, 1.1), i.e. the worst corner plus a 10% margin so that the extreme points
+of the front count. Score = HV(front found) / HV(true front), both in that
+normalised space.
+
+Strategies: hwnas random, evolution (regularized, rank + crowding), dpp
+(predictor-guided progressive), and Optuna's NSGA-II sampler (benchmark-only
+dependency). A query is one distinct architecture evaluated; an architecture
+proposed again is answered from memory and not counted, for every strategy
+(Optuna's duplicate trials included). Each run uses the largest budget and
+the score at a smaller budget is read from its first queries, which is exact
+because every strategy here is anytime (its choices never depend on the
+total budget).
+
+Constrained part: budget T = median latency of the space on that device;
+regret = best feasible accuracy in the space - best feasible accuracy found
+(percentage points), read from the same multi-objective runs; with
+``--constrained`` also for the single-objective constrained modes (evolution
+with MONAS's constraint reward, dpp with the budget as a constraint).
+
+Finished runs are appended to ``OUT/search_efficiency_runs.jsonl``; re-running
+the script skips them (an interrupted benchmark resumes).
+
+Usage:  python benchmarks/search_efficiency.py [--seeds 30] [--queries 100,300] [--jobs 2] [--constrained]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REF_MARGIN = 0.1
+DEVICES = ("gold_6226", "fpga")
+
+
+def load_tables() -> dict[str, np.ndarray]:
+    from latency.shared_data import HELP_NB201_LATENCY, NB201_ACCURACY, data_file
+
+    acc = pd.read_csv(data_file(NB201_ACCURACY), usecols=["CIFAR10TestAccuracy200Epochs"])
+    lat = pd.read_csv(data_file(HELP_NB201_LATENCY))
+    lat = lat.sort_values("arch_index")
+    assert (lat["arch_index"].to_numpy() == np.arange(15625)).all()
+    out = {"accuracy": acc["CIFAR10TestAccuracy200Epochs"].to_numpy(float)}
+    for d in DEVICES:
+        out[d] = lat[d].to_numpy(float)
+    return out
+
+
+class Problem:
+    """Normalised objective matrix of the whole space and its true front."""
+
+    def __init__(self, acc: np.ndarray, lat: np.ndarray) -> None:
+        from hwnas import pareto
+
+        self.acc, self.lat = acc, lat
+        F = np.column_stack([-acc, lat])
+        self.lo, self.hi = F.min(axis=0), F.max(axis=0)
+        self.Z = (F - self.lo) / (self.hi - self.lo)
+        self.ref = np.full(2, 1.0 + REF_MARGIN)
+        self.true_hv = pareto.hypervolume(self.Z[pareto.pareto_mask(self.Z)], self.ref)
+        self.T = float(np.median(lat))
+        feas = lat <= self.T
+        self.best_feasible = float(acc[feas].max())
+
+    def hv_ratio(self, idx: np.ndarray) -> float:
+        from hwnas import pareto
+
+        return pareto.hypervolume(self.Z[idx], self.ref) / self.true_hv
+
+    def regret(self, idx: np.ndarray) -> float:
+        ok = self.lat[idx] <= self.T
+        return self.best_feasible - (self.acc[idx][ok].max() if ok.any() else 0.0)
+
+
+def run_hwnas(strategy: str, device: str, seed: int, queries: int, constrained: bool) -> list[int]:
+    """Benchmark indices of the evaluated archs, in query order."""
+    import spaces
+    from hwnas import strategies
+    from hwnas.evaluators.latency_sources import TableLatency
+    from hwnas.evaluators.tabular import TabularEvaluator
+    from hwnas.objectives import parse_objectives
+
+    space = spaces.get("nb201")
+    ev = TabularEvaluator(space, ["accuracy", "latency_ms"], latency=TableLatency(space, device))
+    if constrained:
+        T = float(np.median(ev.latency._by_index))
+        objectives = parse_objectives(["accuracy"], [f"latency_ms<={T!r}"])
+    else:
+        objectives = parse_objectives(["accuracy", "latency_ms"])
+    result = strategies.create(strategy, seed=seed).run(space, ev, objectives, queries)
+    return [space.index(space.from_string(s)) for s in result.history["arch"]]
+
+
+def run_nsga2(device: str, seed: int, queries: int) -> list[int]:
+    import optuna
+    import spaces
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = spaces.get("nb201")
+    tables = _TABLES or load_tables()
+    acc, lat = tables["accuracy"], tables[device]
+    sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    seen: dict[int, None] = {}
+    for _ in range(queries * 20):  # duplicates are free; bound the loop anyway
+        if len(seen) >= queries:
+            break
+        trial = study.ask()
+        choices = [trial.suggest_categorical(d.name, list(range(len(d)))) for d in space.decisions]
+        i = space.index(space.arch(choices))
+        seen.setdefault(i, None)
+        study.tell(trial, [acc[i], lat[i]])
+    return list(seen)
+
+
+_TABLES: dict[str, np.ndarray] | None = None
+_ORDER = {"random": 0, "nsga2": 1, "evolution": 2, "dpp": 3, "evolution (constrained)": 4,
+          "dpp (constrained)": 5}
+
+
+def _task(args: tuple) -> tuple:
+    strategy, device, seed, queries, constrained = args
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    if strategy == "nsga2":
+        idx = run_nsga2(device, seed, queries)
+    else:
+        idx = run_hwnas(strategy, device, seed, queries, constrained)
+    return strategy, device, seed, constrained, idx, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--queries", default="100,300")
+    parser.add_argument("--strategies", default="random,evolution,dpp,nsga2")
+    parser.add_argument("--devices", default=",".join(DEVICES))
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)))
+    parser.add_argument("--constrained", action="store_true",
+                        help="also run evolution/dpp in single-objective constrained mode")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+
+    budgets = sorted(int(q) for q in args.queries.split(","))
+    qmax = budgets[-1]
+    names = args.strategies.split(",")
+    devices = args.devices.split(",")
+    tables = load_tables()
+    problems = {d: Problem(tables["accuracy"], tables[d]) for d in devices}
+    print("NB201 / CIFAR-10 test accuracy vs table latency. Normalisation: each objective "
+          "min-max over all 15,625 cells (minimised form); reference point (1.1, 1.1).")
+    for d, p in problems.items():
+        print(f"  {d}: accuracy {-p.hi[0]:.2f}..{-p.lo[0]:.2f} %, latency {p.lo[1]:.3f}..{p.hi[1]:.3f} ms, "
+              f"true front HV {p.true_hv:.4f}; latency budget T = median = {p.T:.3f} ms, "
+              f"best feasible accuracy {p.best_feasible:.2f} %")
+
+    cheap_first = sorted(names, key=lambda n: n == "dpp")
+    tasks = [(s, d, seed, qmax, False) for s in cheap_first for d in devices for seed in range(args.seeds)]
+    if args.constrained:
+        tasks += [(s, d, seed, qmax, True) for s in ("evolution", "dpp") if s in names
+                  for d in devices for seed in range(args.seeds)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Every finished run is appended here, so an interrupted benchmark resumes where it stopped.
+    log = out / "search_efficiency_runs.jsonl"
+    done = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[(r["strategy"], r["device"], r["seed"], r["queries"], r["constrained"])] = r
+            except (ValueError, KeyError):
+                continue
+    todo = [t for t in tasks if t not in done]
+    print(f"{len(tasks)} runs, {len(tasks) - len(todo)} already in {log}", file=sys.stderr)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool, log.open("a") as fh:
+        for k, (s, d, seed, cons, idx, sec) in enumerate(pool.map(_task, todo, chunksize=1)):
+            r = {"strategy": s, "device": d, "seed": seed, "queries": qmax, "constrained": cons,
+                 "seconds": sec, "idx": [int(i) for i in idx]}
+            done[(s, d, seed, qmax, cons)] = r
+            fh.write(json.dumps(r) + "\n")
+            fh.flush()
+            if (k + 1) % 20 == 0:
+                print(f"  {k + 1}/{len(todo)} runs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    rows = []
+    for t in tasks:
+        r = done[t]
+        s, d, seed, _, cons = t
+        p, idx = problems[d], r["idx"]
+        label = s + (" (constrained)" if cons else "")
+        curve = {q: p.hv_ratio(np.asarray(idx[:q])) for q in range(10, qmax + 1, 10)}
+        rows.append({"strategy": label, "device": d, "seed": seed, "seconds": r["seconds"],
+                     **{f"hv@{q}": p.hv_ratio(np.asarray(idx[:q])) for q in budgets},
+                     **{f"regret@{q}": p.regret(np.asarray(idx[:q])) for q in budgets},
+                     "curve": curve})
+    frame = pd.DataFrame(rows)
+    frame.drop(columns="curve").to_csv(out / "search_efficiency_runs.csv", index=False)
+
+    def iqr(x):
+        return f"{np.median(x):.4f} [{np.percentile(x, 25):.4f}, {np.percentile(x, 75):.4f}]"
+
+    table = []
+    frame = frame.sort_values(["device", "strategy"], key=lambda c: c.map(_ORDER).fillna(99)
+                              if c.name == "strategy" else c, kind="stable")
+    for (d, label), g in frame.groupby(["device", "strategy"], sort=False):
+        row = {"device": d, "strategy": label}
+        for q in budgets:
+            if "constrained" not in label:
+                row[f"HV/HV* @{q} median [IQR]"] = iqr(g[f"hv@{q}"])
+            row[f"regret @{q} (pp) median [IQR]"] = f"{np.median(g[f'regret@{q}']):.2f} " \
+                                                    f"[{np.percentile(g[f'regret@{q}'], 25):.2f}, " \
+                                                    f"{np.percentile(g[f'regret@{q}'], 75):.2f}]"
+        row["s/run"] = f"{g['seconds'].mean():.2f}"
+        table.append(row)
+    summary = pd.DataFrame(table).fillna("-")
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 20)
+    print(f"\n{args.seeds} seeds per cell; HV ratio = HV(found front)/HV(true front); regret = best "
+          f"feasible accuracy (latency <= T) in the space minus the best found.")
+    print(summary.to_string(index=False))
+    summary.to_csv(out / "search_efficiency_summary.csv", index=False)
+    _plot(frame, devices, out / "search_efficiency.png")
+    print(f"\nwrote {out}/search_efficiency_summary.csv, search_efficiency_runs.csv, "
+          f"search_efficiency.png ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def _plot(frame: pd.DataFrame, devices: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(devices), figsize=(6 * len(devices), 4.2), squeeze=False)
+    for ax, d in zip(axes[0], devices):
+        for label, g in frame[(frame["device"] == d) & ~frame["strategy"].str.contains("constrained")
+                              ].groupby("strategy", sort=False):
+            qs = sorted(g["curve"].iloc[0])
+            vals = np.array([[c[q] for q in qs] for c in g["curve"]])
+            med = np.median(vals, axis=0)
+            ax.plot(qs, med, label=label)
+            ax.fill_between(qs, np.percentile(vals, 25, axis=0), np.percentile(vals, 75, axis=0),
+                            alpha=0.15)
+        ax.set_title(f"NB201 CIFAR-10 accuracy vs {d} latency")
+        ax.set_xlabel("queries")
+        ax.set_ylabel("HV / HV(true front)  (median, IQR)")
+        ax.set_ylim(0.85, 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

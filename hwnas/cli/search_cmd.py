@@ -1,0 +1,273 @@
+"""Search for Pareto-optimal architectures (default: fbnetv2 tiny on digits, accuracy vs live ort:cpu latency)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any
+
+COMMAND = "search"
+ORDER = 40
+
+# Settings that define a run. Their argparse default is None so that, on
+# --resume, a setting the user did not type is taken from the stored run.
+SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
+            "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
+            "population", "sample_size", "batch", "reward", "epochs", "seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("what to search")
+    g.add_argument("--space", help="search space (default fbnetv2)")
+    g.add_argument("--preset", help="space preset (default tiny for fbnetv2)")
+    g.add_argument("--input-size", type=int, metavar="PX", help="input resolution (default: the space's)")
+    g = parser.add_argument_group("how candidates are evaluated")
+    g.add_argument("--evaluator", help="train (default) or tabular (default for nb201)")
+    g.add_argument("--dataset", help="train: digits (default), cifar10, cifar100 or an ImageFolder "
+                                     "path; tabular: cifar10 (default), cifar100, imagenet16-120")
+    g.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
+    g.add_argument("--max-samples", type=int, metavar="N", help="train: use at most N images")
+    g.add_argument("--epochs", type=int, help="train: epochs per candidate (default 2)")
+    g.add_argument("--device", help="measure latency live on this device, e.g. ort:cpu "
+                                    "(default for the train evaluator)")
+    g.add_argument("--device-table", metavar="COLUMN", help="latency from the HELP table column, "
+                                                            "e.g. gold_6226, fpga")
+    g.add_argument("--predictor", metavar="PRED.pt", help="latency from a fitted predictor")
+    g = parser.add_argument_group("objectives and budgets")
+    g.add_argument("--objective", action="append", metavar="NAME",
+                   help="accuracy, latency_ms, macs, params; repeat or comma-separate "
+                        "(default accuracy,latency_ms)")
+    g.add_argument("--budget", action="append", metavar="EXPR",
+                   help="e.g. latency_ms<=5, macs<=300M, accuracy>=90; repeatable")
+    g = parser.add_argument_group("strategy")
+    g.add_argument("--strategy", help="random, evolution (default), dpp, ...")
+    g.add_argument("--queries", type=int, help="architectures to evaluate (default 40 when "
+                                               "training, 100 on tables)")
+    g.add_argument("--population", type=int, help="evolution: population size")
+    g.add_argument("--sample-size", type=int, help="evolution: tournament size")
+    g.add_argument("--batch", type=int, help="candidates evaluated together (default 8 when "
+                                             "profiling live, else the strategy's)")
+    g.add_argument("--reward", help="one objective with budgets: monas (default), "
+                                    "monas-weighted, mnasnet-soft, mnasnet-hard")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g = parser.add_argument_group("run folder")
+    g.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<timestamp>)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out; "
+                   "cached evaluations are not repeated")
+    g.add_argument("--export", action="store_true",
+                   help="also write best/model.onnx with hwnas.export")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from hwnas import executors
+
+    executors.add_arguments(parser)
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Typed settings -> stored settings (on resume) -> defaults that depend on the others."""
+    s = {k: getattr(args, k, None) for k in SETTINGS}
+    if stored:
+        for k in SETTINGS:
+            if s[k] is None and k in stored:
+                s[k] = stored[k]
+    if s["objective"] is not None:
+        s["objective"] = [n.strip() for item in s["objective"] for n in str(item).split(",") if n.strip()]
+    s["space"] = s["space"] or "fbnetv2"
+    if s["preset"] is None and s["space"] == "fbnetv2":
+        s["preset"] = "tiny"
+    s["evaluator"] = s["evaluator"] or ("tabular" if s["space"] == "nb201" else "train")
+    tabular = s["evaluator"] == "tabular"
+    s["dataset"] = s["dataset"] or ("cifar10" if tabular else "digits")
+    s["objective"] = s["objective"] or ["accuracy", "latency_ms"]
+    s["budget"] = list(s["budget"] or [])
+    needs_latency = "latency_ms" in s["objective"] or any(
+        str(b).strip().startswith("latency_ms") for b in s["budget"])
+    if needs_latency and not (s["device"] or s["device_table"] or s["predictor"]) and not tabular:
+        s["device"] = "ort:cpu"
+    s["strategy"] = s["strategy"] or "evolution"
+    s["queries"] = s["queries"] if s["queries"] is not None else (100 if tabular else 40)
+    s["seed"] = s["seed"] if s["seed"] is not None else 0
+    if not tabular:
+        s["epochs"] = s["epochs"] if s["epochs"] is not None else 2
+        if s["population"] is None and s["strategy"] == "evolution":
+            s["population"] = 10
+        if s["batch"] is None and s["device"]:
+            s["batch"] = 8
+    return s
+
+
+def _space(s: dict[str, Any]):
+    import spaces
+
+    kwargs = {"preset": s["preset"]} if s["preset"] else {}
+    return spaces.get(s["space"], **kwargs), kwargs
+
+
+def _strategy(s: dict[str, Any]):
+    from hwnas import strategies
+    from spaces.errors import HwnasError
+
+    cls = strategies.get(s["strategy"])
+    accepted = inspect.signature(cls.__init__).parameters
+    wanted = {"seed": s["seed"], "batch_size": s["batch"], "population": s["population"],
+              "sample_size": s["sample_size"], "reward": s["reward"]}
+    options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
+    ignored = [k for k, v in wanted.items() if v is not None and k not in accepted]
+    if any(k in ("population", "sample_size", "reward") for k in ignored):
+        raise HwnasError(f"strategy {s['strategy']!r} takes no "
+                         f"{', '.join('--' + k.replace('_', '-') for k in ignored)} option")
+    return cls(**options)
+
+
+def _evaluator(s: dict[str, Any], space, metrics: list[str]):
+    from hwnas.evaluators.latency_sources import make_latency_source
+    from spaces.errors import HwnasError
+
+    if s["queries"] < 1:
+        raise HwnasError(f"--queries must be at least 1, got {s['queries']}")
+    need_latency = "latency_ms" in metrics
+    if s["evaluator"] == "tabular":
+        from hwnas.evaluators.tabular import TabularEvaluator
+
+        if need_latency and not (s["device_table"] or s["predictor"] or s["device"]):
+            raise HwnasError("the tabular evaluator needs a latency source for latency_ms: "
+                             "--device-table COLUMN, --predictor FILE or --device SPEC")
+        latency = make_latency_source(space, table=s["device_table"], predictor=s["predictor"],
+                                      device=s["device"], input_size=s["input_size"]) if need_latency else None
+        return TabularEvaluator(space, metrics, dataset=s["dataset"], latency=latency,
+                                input_size=s["input_size"])
+    if s["evaluator"] == "train":
+        from hwnas.evaluators import datasets
+        from hwnas.evaluators.train import TrainEvaluator
+
+        size = s["input_size"] or space.default_input_size
+        data = datasets.load(s["dataset"], size, space.in_channels, root=s["data_root"],
+                             max_samples=s["max_samples"], seed=s["seed"])
+        latency = make_latency_source(space, table=s["device_table"], predictor=s["predictor"],
+                                      device=s["device"], input_size=s["input_size"],
+                                      num_classes=data.num_classes) if need_latency else None
+        return TrainEvaluator(space, metrics, data, epochs=s["epochs"], seed=s["seed"],
+                              latency=latency, input_size=s["input_size"])
+    from hwnas import evaluators
+
+    evaluators.get(s["evaluator"])  # raises UnknownName for a typo
+    raise HwnasError(f"the CLI cannot configure evaluator {s['evaluator']!r} yet")
+
+
+def build_evaluator(s: dict[str, Any], metrics: tuple[str, ...]):
+    """The evaluator from the settings alone: picklable as ``partial(build_evaluator, s)``,
+    so an executor's workers rebuild it instead of receiving live tensors and sessions."""
+    space, _ = _space(s)
+    return _evaluator(s, space, list(metrics))
+
+
+def best_record(result, space, space_kwargs: dict, evaluator) -> dict[str, Any] | None:
+    """``best/arch.json``: everything needed to rebuild and export the chosen network."""
+    row = result.best()
+    if row is None:
+        return None
+    arch = space.from_string(str(row["arch"]))
+    return {
+        "space": space.name, "space_kwargs": space_kwargs, "space_key": space.key,
+        "choices": list(arch.choices), "arch": str(row["arch"]),
+        "metrics": {o.name: float(row[o.name]) for o in result.objectives},
+        "num_classes": getattr(evaluator, "num_classes", None) or space.default_num_classes,
+        "input_size": getattr(evaluator, "input_size", None) or space.default_input_size,
+        "chosen_by": f"best {result.objectives[0].name} on the feasible Pareto front",
+    }
+
+
+def export_best(run, space, record: dict[str, Any]) -> Any:
+    """Hook for the export step: ``hwnas.export.export_arch`` writes ``best/model.onnx``
+    (untrained weights: the search keeps no weights; the export step may train)."""
+    from spaces import Arch
+    from spaces.errors import HwnasError
+
+    try:
+        from hwnas.export import export_arch
+    except ImportError as err:
+        raise HwnasError("--export needs hwnas.export, which this installation lacks") from err
+    arch = Arch(space.name, tuple(record["choices"]))
+    return export_arch(space, arch, run.best_model_path, num_classes=record["num_classes"],
+                       input_size=record["input_size"], accuracy=record["metrics"].get("accuracy"),
+                       space_kwargs=record["space_kwargs"], metadata=record)
+
+
+# ---- the verb ------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    import functools
+
+    import torch
+
+    from hwnas import executors, plots
+    from hwnas.evaluators.cache import CachedEvaluator
+    from hwnas.objectives import check_feasible, metric_names, parse_objectives
+    from hwnas.runs import RunFolder, RunFolderError, default_run_dir
+
+    torch.set_num_threads(1)
+    if args.resume and not args.out:
+        raise RunFolderError("--resume needs --out RUN_DIR, the run to continue")
+    run_dir = RunFolder(args.out or default_run_dir())
+    stored = None
+    if args.resume and (run_dir.path / "config.json").is_file():
+        stored = run_dir.read_config().get("settings")
+    s = resolve_settings(args, stored)
+
+    # Everything that can fail on bad input happens before the folder is touched.
+    space, space_kwargs = _space(s)
+    objectives = parse_objectives(s["objective"], s["budget"])
+    strategy = _strategy(s)
+    evaluator = _evaluator(s, space, metric_names(objectives))
+    executor = None
+    try:
+        check_feasible(objectives, evaluator.best_possible())
+        config = {
+            "settings": s,
+            "space": {"name": space.name, "kwargs": space_kwargs, "key": space.key},
+            "evaluator": evaluator.describe(),
+            "objectives": [o.to_json() for o in objectives],
+            "strategy": {"name": strategy.name, "options": strategy.options()},
+            "queries": s["queries"],
+        }
+        if args.resume and stored is not None:
+            run_dir.check_resumable(config)
+        elif not args.resume:
+            run_dir.check_new()
+        executor = executors.from_args(args)  # may fail (Ray missing): the folder is still untouched
+        evaluator = executors.parallel(evaluator, functools.partial(build_evaluator, s), executor)
+        run_dir.start(config, resume=args.resume)
+        cached = CachedEvaluator(evaluator, run_dir.cache_path)
+        replay = len(cached)
+        if replay:
+            print(f"resuming {run_dir.path}: {replay} evaluations cached", file=sys.stderr)
+
+        def save(ctx) -> None:
+            run_dir.write_history(ctx.history())
+            run_dir.write_front(ctx.front())
+
+        result = strategy.run(space, cached, objectives, s["queries"],
+                              progress=not args.no_progress, on_batch=save)
+    finally:
+        evaluator.close()
+        if executor is not None:
+            executor.close()
+
+    run_dir.write_history(result.history)
+    run_dir.write_front(result.front)
+    title = f"{space.key} / {s['evaluator']}:{s['dataset']} / {strategy.name} / {len(result.history)} archs"
+    plots.plot_front(result.history, objectives, run_dir / "pareto.png", title)
+    record = best_record(result, space, space_kwargs, evaluator)
+    run_dir.write_best(record)
+    print(f"\nPareto front ({len(result.front)} of {len(result.history)} evaluated, "
+          f"{cached.queries} new evaluations):")
+    print(plots.front_table(result.front, objectives))
+    if record is not None:
+        print(f"best: {record['arch']}  ({record['chosen_by']})")
+    if args.export and record is not None:
+        export_best(run_dir, space, record)
+        print(f"exported {run_dir.best_model_path}")
+    print(f"run folder: {run_dir.path}")
+    return 0

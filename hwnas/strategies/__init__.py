@@ -1,0 +1,48 @@
+"""Search strategies, found by name: ``strategies.get("evolution")(seed=0, ...)``.
+
+Entries are import paths so listing names stays cheap; later strategies (NAO,
+the FBNetV2 supernet) register here with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from spaces.errors import UnknownName
+
+from hwnas.strategies.base import SearchContext, SearchResult, Strategy
+
+_REGISTRY: dict[str, str | type[Strategy]] = {
+    "random": "hwnas.strategies.random_search:RandomSearch",
+    "evolution": "hwnas.strategies.evolution:RegularizedEvolution",
+    "dpp": "hwnas.strategies.dpp:DPPSearch",
+}
+
+
+def register(name: str, strategy: "str | type[Strategy]") -> None:
+    """Add a strategy class (or a ``module:Class`` path) under ``name``."""
+    _REGISTRY[name] = strategy
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name``; :class:`UnknownName` otherwise."""
+    if name not in _REGISTRY:
+        raise UnknownName("strategy", name, names())
+    entry = _REGISTRY[name]
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return entry
+
+
+def create(name: str, **options: Any) -> Strategy:
+    """Instantiate a strategy with its options (seed, batch_size, population...)."""
+    return get(name)(**options)
+
+
+__all__ = ["SearchContext", "SearchResult", "Strategy", "create", "get", "names", "register"]

@@ -1,0 +1,92 @@
+"""`hwnas search` / `hwnas pareto` end to end, and bad input: one sentence, exit 2, run untouched."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hwnas.cli import main
+
+TABLE_ARGS = ["search", "--space", "nb201", "--device-table", "gold_6226", "--queries", "30",
+              "--no-progress"]
+
+
+def _snapshot(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "nb201"
+    assert main([*TABLE_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_tabular_search_writes_the_run_folder(table_run, capsys):
+    for name in ("config.json", "history.csv", "pareto.csv", "pareto.png", "cache.jsonl",
+                 "best/arch.json"):
+        assert (table_run / name).is_file(), name
+    history = pd.read_csv(table_run / "history.csv")
+    assert len(history) == 30 and history["arch"].is_unique
+    assert {"accuracy", "latency_ms", "feasible", "eval_s", "time_s"} <= set(history.columns)
+    front = pd.read_csv(table_run / "pareto.csv")
+    best = json.loads((table_run / "best/arch.json").read_text())
+    assert best["arch"] == front["arch"].iloc[0] and best["metrics"]["accuracy"] == history["accuracy"].max()
+    config = json.loads((table_run / "config.json").read_text())
+    assert config["strategy"]["name"] == "evolution" and config["evaluator"]["latency"]["device"] == "gold_6226"
+    assert main(["pareto", str(table_run), "--plot", str(table_run / "again.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(front)} on the front" in out and (table_run / "again.png").is_file()
+
+
+def test_resume_continues_without_re_evaluating(table_run, capsys):
+    lines = (table_run / "cache.jsonl").read_text().splitlines()
+    assert main(["search", "--out", str(table_run), "--resume", "--queries", "40", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "10 new evaluations" in out  # the settings came from the stored run
+    assert (table_run / "cache.jsonl").read_text().splitlines()[:30] == lines
+    assert len(pd.read_csv(table_run / "history.csv")) == 40
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--strategy", "annealing"], "unknown strategy 'annealing'"),
+    (["--objective", "speed"], "unknown objective 'speed'"),
+    (["--budget", "latency_ms<5x"], "malformed budget"),
+    (["--budget", "latency_ms<=1"], "infeasible"),
+    (["--resume", "--device-table", "fpga"], "different config"),
+    ([], "already exists"),
+])
+def test_bad_input_is_one_sentence_exit_2_and_the_run_is_untouched(table_run, capsys, extra, message):
+    before = _snapshot(table_run)
+    args = [*TABLE_ARGS, "--out", str(table_run), *extra]
+    if "--resume" in extra:  # the later --device-table wins: a different latency source
+        args = ["search", "--out", str(table_run), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("hwnas: error:")
+    assert _snapshot(table_run) == before
+
+
+def test_missing_dataset_path_exit_2(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["search", "--dataset", str(tmp_path / "no-such-folder"), "--out", str(out)]) == 2
+    assert "neither one of" in capsys.readouterr().err and not out.exists()
+
+
+def test_default_search_reduced(tmp_path, capsys):
+    """The embedded default (fbnetv2 tiny, digits, live ort:cpu latency, evolution) on a
+    reduced budget: few candidates, one epoch, a subset of digits."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "default"
+    code = main(["search", "--queries", "4", "--population", "2", "--batch", "2", "--epochs", "1",
+                 "--max-samples", "300", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Pareto front" in printed and "latency_ms" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["space"]["key"].startswith("fbnetv2") and config["evaluator"]["name"] == "train"
+    assert config["evaluator"]["latency"]["kind"] == "device"
+    assert config["evaluator"]["latency"]["device"].startswith("ort")
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 4 and (history["latency_ms"] > 0).all()
+    assert history["accuracy"].between(0, 100).all() and history["accuracy"].max() > 20
