@@ -17,6 +17,8 @@ _REGISTRY: dict[str, str | type[Strategy]] = {
     "random": "hwnas.strategies.random_search:RandomSearch",
     "evolution": "hwnas.strategies.evolution:RegularizedEvolution",
     "dpp": "hwnas.strategies.dpp:DPPSearch",
+    "nao": "hwnas.strategies.nao:NAOStrategy",
+    "supernet": "hwnas.strategies.supernet:SupernetStrategy",
 }
 
 

@@ -1,0 +1,243 @@
+"""Checks of the NAO engine (hwnas.strategies.nao), printed as tables.
+
+1. Reconstruction, per space: a 100-query NAO search is run (NB201: the
+   tabular evaluator, CIFAR-10 accuracy + gold_6226 latency; fbnet, fbnetv2,
+   nao: a synthetic evaluator, see ``SyntheticEvaluator``); the share of the
+   architectures its controller was trained on that decode back exactly is
+   reported, as left by the search and after one more training round that
+   includes the last batch.
+2. Latency head, per space: the controller is trained as a search trains it
+   (initial round, same options) on 100 random architectures, and the
+   Spearman rank correlation of the cost head on held-out ones is reported.
+   NB201 and FBNet use the HELP tables' gold_6226 latencies; fbnetv2 and nao
+   have no latency table, so MACs (counted on the built network) stand in
+   for latency there, as the output says.
+3. Budget sweep, NB201: from the 20 most accurate of 100 trained-on
+   architectures, embeddings move up ``acc - penalty * hinge(lat, T)`` for
+   several budgets T; the mean *true* (table) latency and accuracy of the
+   decoded architectures is reported per budget.
+4. Optional (``--efficiency-seeds N``): benchmarks/search_efficiency.py with
+   nao and evolution, nao registered in-process (no file of the registry changes).
+
+Usage:  python benchmarks/nao_checks.py [--quick] [--efficiency-seeds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+import spaces
+from hwnas.evaluators.base import Evaluator
+from hwnas.objectives import parse_objectives
+from hwnas.strategies.nao import NAOModel, NAOStrategy, make_score, propose
+from hwnas.strategies.nao.data import Scaler, token_matrix
+from spaces import Arch, Space
+
+SPACES = ("nb201", "fbnet", "fbnetv2", "nao")
+DEVICE = "gold_6226"
+
+
+class SyntheticEvaluator(Evaluator):
+    """Accuracy and latency for spaces without tables: fixed random functions of the choices.
+
+    Latency is additive (a positive cost per decision and option, as a lookup
+    table would be); accuracy is an additive term plus pairwise interactions
+    between neighbouring decisions, squashed into 10..95 %. Both are fixed
+    by ``seed``, so every run sees the same "benchmark"."""
+
+    name = "synthetic"
+
+    def __init__(self, space: Space, metrics: Sequence[str] = ("accuracy", "latency_ms"),
+                 seed: int = 0) -> None:
+        super().__init__(space, metrics)
+        rng = np.random.default_rng(seed)
+        self._cost = rng.uniform(0.05, 1.0, space.num_options)
+        self._gain = rng.normal(0.0, 1.0, space.num_options)
+        self._pair = rng.normal(0.0, 0.5, (len(space.decisions), space.num_options))
+
+    def supported_metrics(self) -> tuple[str, ...]:
+        return ("accuracy", "latency_ms")
+
+    def _evaluate_many(self, archs: list[Arch]) -> list[dict[str, float]]:
+        out = []
+        for a in archs:
+            t = np.array(self.space.tokens(a))
+            score = self._gain[t].sum() + sum(self._pair[i, t[i + 1]] * (self._gain[t[i]] > 0)
+                                              for i in range(len(t) - 1))
+            score /= np.sqrt(len(t))
+            out.append({"accuracy": 10.0 + 85.0 / (1.0 + np.exp(-score)),
+                        "latency_ms": float(self._cost[t].sum())})
+        return out
+
+
+def _tabular(space: Space):
+    from hwnas.evaluators.latency_sources import TableLatency
+    from hwnas.evaluators.tabular import TabularEvaluator
+
+    return TabularEvaluator(space, ["accuracy", "latency_ms"], latency=TableLatency(space, DEVICE))
+
+
+def _exact(model: NAOModel, space: Space, archs: list[Arch]) -> float:
+    tokens = token_matrix(space, archs)
+    return float((model.reconstruct(tokens) == tokens).all(dim=1).float().mean())
+
+
+# ---- 1. reconstruction -------------------------------------------------------------------
+
+def check_reconstruction(queries: int) -> pd.DataFrame:
+    rows = []
+    objectives = parse_objectives(["accuracy", "latency_ms"])
+    for name in SPACES:
+        space = spaces.get(name)
+        ev = _tabular(space) if name == "nb201" else SyntheticEvaluator(space)
+        strategy = NAOStrategy(seed=0)
+        start = time.perf_counter()
+        result = strategy.run(space, ev, objectives, queries)
+        seconds = time.perf_counter() - start
+        model, trained = strategy.model, strategy.trained_on
+        as_left = _exact(model, space, trained)
+        seen = [space.from_string(s) for s in result.history["arch"]]
+        metrics = pd.DataFrame(ev.evaluate_many(seen))
+        sq = Scaler.fit(metrics["accuracy"].to_numpy(), log=False)
+        sc = Scaler.fit(metrics["latency_ms"].to_numpy(), log=True)
+        y = np.column_stack([sq.transform(metrics["accuracy"]), sc.transform(metrics["latency_ms"])])
+        model.fit(token_matrix(space, seen), y, strategy.epochs, (strategy.lam, strategy.mu),
+                  lr=strategy.lr, generator=torch.Generator().manual_seed(1),
+                  unlabeled=token_matrix(space, space.sample_many(strategy.unlabeled, 1)))
+        rows.append({"space": name, "evaluator": ev.name, "trained on": len(trained),
+                     "exact (as left by search)": f"{100 * as_left:.1f}%",
+                     "seen": len(seen), "exact (one more round)": f"{100 * _exact(model, space, seen):.1f}%",
+                     "search s": f"{seconds:.1f}"})
+        print(f"  reconstruction {name}: {rows[-1]}", file=sys.stderr)
+    return pd.DataFrame(rows)
+
+
+# ---- 2. latency head ---------------------------------------------------------------------
+
+def _latency_data(name: str, space: Space, n_train: int, n_test: int, seed: int = 0):
+    """(archs, latency-or-stand-in, what it is) for the latency head check."""
+    from latency.shared_data import HELP_FBNET_LATENCY, data_file
+
+    if name == "nb201":
+        archs = space.sample_many(n_train + n_test, seed)
+        return archs, _tabular(space).latency.latency_ms(archs), f"{DEVICE} latency (HELP table)"
+    if name == "fbnet":
+        table = pd.read_csv(data_file(HELP_FBNET_LATENCY), usecols=["op_idx_list", DEVICE])
+        rows = table.sample(n_train + n_test, random_state=seed)
+        archs = [space.from_string(s) for s in rows["op_idx_list"]]
+        return archs, rows[DEVICE].to_numpy(float), f"{DEVICE} latency (HELP table)"
+    archs = space.sample_many(n_train + n_test, seed)
+    return archs, np.array([space.cost(a).macs for a in archs], float), "MACs (stand-in: no latency table)"
+
+
+def check_latency_head(n_train: int, n_test: dict[str, int]) -> pd.DataFrame:
+    rows = []
+    defaults = NAOStrategy()
+    for name in SPACES:
+        space = spaces.get(name)
+        archs, cost, what = _latency_data(name, space, n_train, n_test[name])
+        quality = pd.DataFrame(SyntheticEvaluator(space).evaluate_many(archs))["accuracy"].to_numpy()
+        if name == "nb201":
+            quality = np.array([m["accuracy"] for m in _tabular(space).evaluate_many(archs)])
+        train, test = slice(0, n_train), slice(n_train, None)
+        sq, sc = Scaler.fit(quality[train], log=False), Scaler.fit(cost[train], log=True)
+        y = np.column_stack([sq.transform(quality[train]), sc.transform(cost[train])])
+        torch.manual_seed(0)
+        model = NAOModel.for_space(space, 2, defaults.hidden)
+        model.fit(token_matrix(space, archs[train]), y, defaults.init_epochs, (defaults.lam, defaults.mu),
+                  lr=defaults.lr, generator=torch.Generator().manual_seed(0),
+                  unlabeled=token_matrix(space, space.sample_many(defaults.unlabeled, 1)))
+        pred = model.predict(token_matrix(space, archs[test])).numpy()
+        rows.append({"space": name, "target": what, "train": n_train, "held out": len(archs[test]),
+                     "Spearman cost head": f"{spearmanr(pred[:, 1], cost[test])[0]:.3f}",
+                     "Spearman quality head": f"{spearmanr(pred[:, 0], quality[test])[0]:.3f}",
+                     "quality": "NB201 CIFAR-10 acc" if name == "nb201" else "synthetic"})
+        print(f"  latency head {name}: {rows[-1]}", file=sys.stderr)
+    return pd.DataFrame(rows)
+
+
+# ---- 3. budget sweep ---------------------------------------------------------------------
+
+def check_budget_sweep(n_train: int = 100, n_seeds: int = 20) -> pd.DataFrame:
+    space = spaces.get("nb201")
+    ev = _tabular(space)
+    archs = space.sample_many(n_train, 7)
+    m = pd.DataFrame(ev.evaluate_many(archs))
+    sq = Scaler.fit(m["accuracy"].to_numpy(), log=False)
+    sc = Scaler.fit(m["latency_ms"].to_numpy(), log=True)
+    y = np.column_stack([sq.transform(m["accuracy"]), sc.transform(m["latency_ms"])])
+    d = NAOStrategy()
+    torch.manual_seed(0)
+    model = NAOModel.for_space(space, 2, d.hidden)
+    model.fit(token_matrix(space, archs), y, d.init_epochs, (d.lam, d.mu), lr=d.lr,
+              generator=torch.Generator().manual_seed(0),
+              unlabeled=token_matrix(space, space.sample_many(d.unlabeled, 1)))
+    seeds = [archs[i] for i in np.argsort(-m["accuracy"].to_numpy())[:n_seeds]]
+    seed_m = pd.DataFrame(ev.evaluate_many(seeds))
+    rows = [{"budget ms": "(seeds)", "decoded": len(seeds),
+             "mean true latency ms": f"{seed_m['latency_ms'].mean():.2f}",
+             "mean true accuracy": f"{seed_m['accuracy'].mean():.2f}", "within budget": "-"}]
+    budgets = np.quantile(m["latency_ms"], [0.05, 0.25, 0.5, 0.75, 0.95])
+    for T in budgets:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            score = make_score(0, 1, sc, float(T), d.penalty, "hinge")
+        props = propose(model, space, seeds, score, set(archs), d.eta, d.max_steps, 1)
+        got = pd.DataFrame(ev.evaluate_many([p.arch for p in props]))
+        rows.append({"budget ms": f"{T:.2f}", "decoded": len(props),
+                     "mean true latency ms": f"{got['latency_ms'].mean():.2f}",
+                     "mean true accuracy": f"{got['accuracy'].mean():.2f}",
+                     "within budget": f"{100 * (got['latency_ms'] <= T).mean():.0f}%"})
+    return pd.DataFrame(rows)
+
+
+# ---- 4. search efficiency ----------------------------------------------------------------
+
+def run_search_efficiency(seeds: int, jobs: int) -> None:
+    sys.path.insert(0, "benchmarks")
+    import search_efficiency
+
+    from hwnas import strategies
+
+    if "nao" not in strategies.names():  # until the registry lists it (forked workers inherit it)
+        strategies.register("nao", "hwnas.strategies.nao:NAOStrategy")
+    search_efficiency.main(["--seeds", str(seeds), "--strategies", "nao,evolution",
+                            "--no-constrained", "--jobs", str(jobs), "--out", "benchmarks/results/nao"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer held-out archs (MACs are slow)")
+    parser.add_argument("--efficiency-seeds", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 20)
+
+    print("1. Reconstruction after a 100-query NAO search (default options, seed 0)")
+    print(check_reconstruction(100).to_string(index=False))
+    held = {"nb201": 1000, "fbnet": 1000, "fbnetv2": 100 if args.quick else 300,
+            "nao": 50 if args.quick else 150}
+    print("\n2. Cost head: Spearman on held-out architectures (trained on 100, one search round)")
+    print(check_latency_head(100, held).to_string(index=False))
+    print(f"\n3. NB201, {DEVICE}: budget -> decoded architectures (20 most accurate of 100 as seeds, "
+          f"hinge loss, penalty {NAOStrategy().penalty:g})")
+    print(check_budget_sweep().to_string(index=False))
+    if args.efficiency_seeds:
+        print("\n4. Search efficiency (benchmarks/search_efficiency.py, nao vs evolution)")
+        run_search_efficiency(args.efficiency_seeds, args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

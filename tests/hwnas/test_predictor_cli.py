@@ -1,0 +1,136 @@
+"""`hwnas predictor fit / eval / predict` on a small synthetic store, and its bad-input exits."""
+
+import numpy as np
+import pytest
+
+import spaces
+from hwnas.cli import main
+from latency.store import MeasurementStore
+
+CPU = {"backend": "ort", "spec": "ort:cpu", "cpu_model": "Test CPU", "threads": 1,
+       "label": "ort:cpu/1t@Test CPU"}
+REF = {"source": "imported", "device": "ref", "label": "help:ref"}
+REF2 = {"source": "imported", "device": "ref2", "label": "help:ref2"}
+
+
+@pytest.fixture(scope="module")
+def nb201():
+    return spaces.get("nb201")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, nb201):
+    """300 NB201 cells: an additive 'CPU', two reference devices, and one bad device."""
+    path = tmp_path_factory.mktemp("store") / "lat.sqlite"
+    archs = nb201.sample_many(300, 0)
+    onehot = nb201.one_hot_many(archs).astype(np.float64)
+    rng = np.random.default_rng(0)
+    costs = {name: rng.uniform(0.1, 2.0, nb201.num_options) for name in ("cpu", "ref", "ref2")}
+    ms = {name: 1.0 + onehot @ c for name, c in costs.items()}
+    ms["cpu"] = np.sqrt(ms["ref"] * ms["ref2"])  # the CPU is a blend of the references
+    strings = [nb201.to_string(a) for a in archs]
+    with MeasurementStore(path) as store:
+        for fp, key in ((CPU, "cpu"), (REF, "ref"), (REF2, "ref2")):
+            store.add_values(fp, [("nb201", s, 1, "3x32x32", float(v)) for s, v in zip(strings, ms[key])])
+        store.add_values({"label": "bad:neg", "device": "neg"},
+                         [("nb201", s, 1, "3x32x32", -1.0 if i == 3 else 1.0)
+                          for i, s in enumerate(strings[:40])])
+        store.add_values({"label": "ort:cpu/4t@Other", "device": "other"},
+                         [("nb201", s, 1, "3x32x32", 2.0) for s in strings[:40]])
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_fit_eval_predict_round_trip(tmp_path, capsys, db, nb201):
+    pred = tmp_path / "lut.pt"
+    code, out, err = run(capsys, "predictor", "fit", "--db", db, "--device", "ort:cpu/1t@Test CPU",
+                         "--space", "nb201", "--kind", "lut", "-o", pred, "--train-size", 100)
+    assert code == 0, err
+    assert "trained on 100 of 300 measurements" in out
+    assert "held-out (200 architectures)" in out
+    spearman = float(out.split("Spearman ")[1].split()[0])
+    assert spearman > 0.95
+    assert pred.is_file() and (tmp_path / "lut.png").stat().st_size > 1000
+
+    code, out, err = run(capsys, "predictor", "eval", pred, "--db", db)
+    assert code == 0, err
+    assert "held-out (200 architectures)" in out  # the 100 training cells are not scored
+
+    cells = nb201.sample_many(2, 5)
+    code, out, err = run(capsys, "predictor", "predict", pred, *[nb201.to_string(c) for c in cells])
+    assert code == 0, err
+    assert "device ort:cpu/1t@Test CPU" in out and out.count("|+|") == 4
+
+
+def test_mlp_predict_prints_the_ensemble_spread(tmp_path, capsys, db, nb201):
+    pred = tmp_path / "mlp.pt"
+    code, out, err = run(capsys, "predictor", "fit", "--db", db, "--device", help_id(db, "help:ref"),
+                         "--space", "nb201", "--kind", "mlp", "-o", pred, "--train-size", 60)
+    assert code == 0, err
+    code, out, err = run(capsys, "predictor", "predict", pred, nb201.to_string(nb201.sample(1)))
+    assert code == 0, err and "std_ms" in out
+
+
+def help_id(db, label):
+    with MeasurementStore(db, readonly=True) as store:
+        devices = store.devices()
+    return devices.loc[devices.label == label, "device_id"].item()
+
+
+def test_transfer_uses_the_other_devices_as_references(tmp_path, capsys, db):
+    pred = tmp_path / "tr.pt"
+    code, out, err = run(capsys, "predictor", "fit", "--db", db, "--device", "ort:cpu/1t@Test CPU",
+                         "--space", "nb201", "--kind", "transfer", "-o", pred, "--train-size", 10,
+                         "--references", "help:ref,help:ref2")
+    assert code == 0, err
+    assert "references: help:ref2@b1, help:ref@b1" in out or "references: help:ref@b1, help:ref2@b1" in out
+    mape = float(out.split("MAPE ")[1].split("%")[0])
+    assert mape < 2.0  # ten measurements suffice for a blend of known devices
+
+
+def test_device_prefix_must_be_unambiguous(tmp_path, capsys, db):
+    code, _, err = run(capsys, "predictor", "fit", "--db", db, "--device", "ort:cpu", "--space", "nb201",
+                       "--kind", "lut", "-o", tmp_path / "x.pt")
+    assert code == 2 and "matches several devices" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "predictor", "fit", "--db", db, "--device", "tensorrt", "--space",
+                       "nb201", "--kind", "lut", "-o", tmp_path / "x.pt")
+    assert code == 2 and "no device 'tensorrt'" in err and "help:ref" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--device", "bad:neg", "--kind", "lut"], "finite and positive"),
+    (["--device", "help:ref", "--kind", "mlp", "--train-size", "3"], "needs at least 5 measurements"),
+    (["--device", "help:ref", "--kind", "lut", "--train-size", "301"], "exceeds the 300 measurements"),
+    (["--device", "help:ref", "--kind", "lut", "--space", "fbnet"], "no measurements of space fbnet"),
+])
+def test_fit_bad_input_exits_2(tmp_path, capsys, db, argv, message):
+    space = [] if "--space" in argv else ["--space", "nb201"]
+    code, _, err = run(capsys, "predictor", "fit", "--db", db, *space, "-o", tmp_path / "x.pt", *argv)
+    assert code == 2 and message in err, err
+
+
+def test_eval_and_predict_bad_input_exit_2(tmp_path, capsys, db, nb201):
+    pred = tmp_path / "lut.pt"
+    assert run(capsys, "predictor", "fit", "--db", db, "--device", "help:ref", "--space", "nb201",
+               "--kind", "lut", "-o", pred)[0] == 0
+    code, _, err = run(capsys, "predictor", "eval", pred, "--db", db, "--device", "help:ref2")
+    assert code == 2 and "trained on device 'help:ref'" in err and "--allow-device-mismatch" in err
+    code, out, _ = run(capsys, "predictor", "eval", pred, "--db", db, "--device", "help:ref2",
+                       "--allow-device-mismatch")
+    assert code == 0 and "all stored (300 architectures)" in out
+    code, _, err = run(capsys, "predictor", "predict", pred, "7-8-1-8-4-8-8-8-7-4-1-4-7-3-2-7-3-2-4-2-4-5")
+    assert code == 2 and "invalid nb201 architecture" in err
+    code, _, err = run(capsys, "predictor", "predict", pred, nb201.to_string(nb201.sample(0)),
+                       "--device", "help:ref2")
+    assert code == 2 and "--allow-device-mismatch" in err
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(pred.read_bytes()[:300])
+    code, _, err = run(capsys, "predictor", "predict", broken, nb201.to_string(nb201.sample(0)))
+    assert code == 2 and "corrupt or not a predictor file" in err
+    code, _, err = run(capsys, "predictor", "eval", pred, "--db", tmp_path / "missing.sqlite")
+    assert code == 2 and "does not exist" in err
