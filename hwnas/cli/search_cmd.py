@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import inspect
 import sys
 from typing import Any
@@ -14,7 +15,7 @@ ORDER = 40
 # --resume, a setting the user did not type is taken from the stored run.
 SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
             "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
-            "population", "sample_size", "batch", "reward", "epochs", "seed")
+            "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--reward", help="one objective with budgets: monas (default), "
                                     "monas-weighted, mnasnet-soft, mnasnet-hard")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--sweep", type=int, metavar="N",
+                   help="supernet: N latency budgets spread over the predictor's range")
     g = parser.add_argument_group("run folder")
     g.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<timestamp>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out; "
@@ -105,17 +108,36 @@ def _space(s: dict[str, Any]):
     return spaces.get(s["space"], **kwargs), kwargs
 
 
-def _strategy(s: dict[str, Any]):
+def split_strategy_budgets(s: dict[str, Any]) -> tuple[list[str], list[float] | None]:
+    """A strategy that takes ``budgets`` (the supernet: one search per budget) gets every
+    repeated ``latency_ms<=X`` as its own list, so several budgets trace a front in one
+    command; other strategies keep them as objective budgets (where one per metric holds)."""
+    from hwnas import strategies
+    from hwnas.objectives import parse_budget
+
+    budgets = list(s["budget"] or [])
+    cls = strategies.get(s["strategy"])
+    if "budgets" not in inspect.signature(cls.__init__).parameters:
+        return budgets, None
+    latency = [b for b in budgets if parse_budget(b).name == "latency_ms"]
+    if len(latency) < 2:
+        return budgets, None
+    rest = [b for b in budgets if b not in latency]
+    return rest, [parse_budget(b).value for b in latency]
+
+
+def _strategy(s: dict[str, Any], budgets: list[float] | None = None):
     from hwnas import strategies
     from spaces.errors import HwnasError
 
     cls = strategies.get(s["strategy"])
     accepted = inspect.signature(cls.__init__).parameters
     wanted = {"seed": s["seed"], "batch_size": s["batch"], "population": s["population"],
-              "sample_size": s["sample_size"], "reward": s["reward"]}
+              "sample_size": s["sample_size"], "reward": s["reward"], "sweep": s.get("sweep"),
+              "budgets": budgets}
     options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
     ignored = [k for k, v in wanted.items() if v is not None and k not in accepted]
-    if any(k in ("population", "sample_size", "reward") for k in ignored):
+    if any(k in ("population", "sample_size", "reward", "sweep") for k in ignored):
         raise HwnasError(f"strategy {s['strategy']!r} takes no "
                          f"{', '.join('--' + k.replace('_', '-') for k in ignored)} option")
     return cls(**options)
@@ -218,8 +240,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Everything that can fail on bad input happens before the folder is touched.
     space, space_kwargs = _space(s)
-    objectives = parse_objectives(s["objective"], s["budget"])
-    strategy = _strategy(s)
+    objective_budgets, strategy_budgets = split_strategy_budgets(s)
+    objectives = parse_objectives(s["objective"], objective_budgets)
+    strategy = _strategy(s, strategy_budgets)
     evaluator = _evaluator(s, space, metric_names(objectives))
     executor = None
     try:
@@ -257,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir.write_history(result.history)
     run_dir.write_front(result.front)
+    if "supernet" in result.info:  # per budget: predicted vs measured latency, search trace
+        (run_dir.path / "supernet.json").write_text(
+            json.dumps(result.info["supernet"], indent=2, default=str))
     title = f"{space.key} / {s['evaluator']}:{s['dataset']} / {strategy.name} / {len(result.history)} archs"
     plots.plot_front(result.history, objectives, run_dir / "pareto.png", title)
     record = best_record(result, space, space_kwargs, evaluator)
