@@ -202,7 +202,7 @@ def check_budget_sweep(n_train: int = 100, n_seeds: int = 20) -> pd.DataFrame:
 
 # ---- 4. search efficiency ----------------------------------------------------------------
 
-def run_search_efficiency(seeds: int, jobs: int) -> None:
+def run_search_efficiency(seeds: int, jobs: int, queries: str = "100,300") -> None:
     sys.path.insert(0, "benchmarks")
     import search_efficiency
 
@@ -210,14 +210,15 @@ def run_search_efficiency(seeds: int, jobs: int) -> None:
 
     if "nao" not in strategies.names():  # until the registry lists it (forked workers inherit it)
         strategies.register("nao", "hwnas.strategies.nao:NAOStrategy")
-    search_efficiency.main(["--seeds", str(seeds), "--strategies", "nao,evolution",
-                            "--no-constrained", "--jobs", str(jobs), "--out", "benchmarks/results/nao"])
+    search_efficiency.main(["--seeds", str(seeds), "--strategies", "nao,evolution", "--queries", queries,
+                            "--jobs", str(jobs), "--out", "benchmarks/results/nao"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer held-out archs (MACs are slow)")
     parser.add_argument("--efficiency-seeds", type=int, default=0)
+    parser.add_argument("--efficiency-queries", default="100,300")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     print(check_budget_sweep().to_string(index=False))
     if args.efficiency_seeds:
         print("\n4. Search efficiency (benchmarks/search_efficiency.py, nao vs evolution)")
-        run_search_efficiency(args.efficiency_seeds, args.jobs)
+        run_search_efficiency(args.efficiency_seeds, args.jobs, args.efficiency_queries)
     return 0
 
 

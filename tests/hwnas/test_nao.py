@@ -217,7 +217,7 @@ def _tabular():
                                    latency=TableLatency(space, "gold_6226"))
 
 
-SMALL = dict(batch_size=5, init=10, epochs=5, init_epochs=30, hidden=16, top_k=3, budgets=2,
+SMALL = dict(batch_size=5, init=10, epochs=5, init_epochs=30, hidden=16, top_k=3,
              unlabeled=64)
 
 

@@ -33,21 +33,24 @@ class BudgetOutOfRange(UserWarning):
 
 
 def make_score(quality: int | None, cost: int | None, scaler: Scaler | None = None,
-               budget: float | None = None, weight: float = 1.0, form: str = "hinge") -> ScoreFn:
+               budget: float | None = None, weight: float = 1.0, form: str = "hinge",
+               warn: bool = True) -> ScoreFn:
     """The reward on scaled head outputs ``(batch, targets) -> (batch,)``.
 
     ``quality``/``cost`` are head indices (None when absent). With a cost head and
     a budget the cost enters through :func:`latency.loss.latency_loss` on the
     prediction mapped back to raw units (ms, MACs); with a cost head and no
     budget it is the scaled prediction itself (minimised). A budget outside
-    the trained range is allowed but warned about: the head extrapolates there.
+    the trained range is allowed but warned about (``warn``): the head
+    extrapolates there. The strategy warns for the user's budgets only; its own
+    "20% faster than the fastest seen" budgets are below the range on purpose.
     """
     if quality is None and cost is None:
         raise BadOption("the NAO reward needs a quality head, a cost head, or both")
     if cost is not None and budget is not None:
         if scaler is None:
             raise BadOption("a cost budget needs the cost head's scaler to map predictions back")
-        if not scaler.low <= budget <= scaler.high:
+        if warn and not scaler.low <= budget <= scaler.high:
             warnings.warn(f"budget {budget:g} is outside the range the cost head was trained on "
                           f"({scaler.low:g} to {scaler.high:g}); its predictions there are "
                           f"extrapolations", BudgetOutOfRange, stacklevel=2)
