@@ -125,6 +125,8 @@ _STATE: dict[str, Any] = {}
 def make(kind: str, space: Any, seed: int) -> Any:
     if kind == "transfer":
         return predictors.create("transfer", space, references=_STATE["refs"][space.key], seed=seed)
+    if kind in ("mlp", "gbdt") and _STATE.get("extras"):
+        return predictors.create(kind, space, seed=seed, extras=_STATE["extras"])
     return predictors.create(kind, space, seed=seed)
 
 
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--no-ceiling", action="store_true", help="skip the 10,000-arch ceiling rows")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--extras", default="", metavar="LIST",
+                        help="mlp and gbdt also get these features: macs,params (default: one-hot only)")
     parser.add_argument("--csv", default=None, help="write every (device, kind, size, seed) row here")
     parser.add_argument("--db", default=None, help="own measurement store (with --device, --space)")
     parser.add_argument("--device", default=None, help="with --db: device label/id/prefix")
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     kinds = [k for k in args.kinds.split(",") if k]
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    _STATE["extras"] = tuple(e for e in args.extras.split(",") if e)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         if args.db:
@@ -328,5 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` with bad input (unknown device, missing table...) as one line and exit 2."""
+    from spaces.errors import HwnasError
+
+    try:
+        return main(argv)
+    except HwnasError as error:
+        print(f"predictor_accuracy: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
