@@ -139,6 +139,15 @@ def summarise(first: Run, second: Run, clock: str) -> dict[str, Any]:
         b = [statistic_of(x, stat) for x in s2]
         row[f"{stat} <5%"] = within(a, b, 0.05)
         row[f"{stat} <2%"] = within(a, b, 0.02)
+    if all(m.reference_ms for m in m1 + m2):
+        # drift-corrected (devices.reference): each value over its group's reference network
+        for stat in ("p10", "median"):
+            a = [statistic_of(x, stat) / m.reference_ms for x, m in zip(s1, m1)]
+            b = [statistic_of(x, stat) / m.reference_ms for x, m in zip(s2, m2)]
+            row[f"{stat}/ref <5%"] = within(a, b, 0.05)
+            row[f"{stat}/ref <2%"] = within(a, b, 0.02)
+        refs = np.array([m.reference_ms for m in m1 + m2])
+        row["ref drift"] = float((refs.max() - refs.min()) / np.median(refs))
     return row
 
 
@@ -216,15 +225,16 @@ def main(argv: list[str] | None = None) -> int:
                                         "pass1": [m.to_dict() for m in first.measurements],
                                         "pass2": [m.to_dict() for m in second.measurements]})
                 print(f"  {protocol}: p10 within 5%: {stability[-2]['p10 <5%']:.0%} (wall clock), "
-                      f"{stability[-1]['p10 <5%']:.0%} (cpu clock); "
+                      f"{stability[-1]['p10 <5%']:.0%} (cpu clock); drift-corrected "
+                      f"{stability[-2].get('p10/ref <5%', float('nan')):.0%} (wall); "
                       f"{first.wall_s + second.wall_s:.0f} s", flush=True)
 
     fmt = {"float_format": lambda v: f"{v:.3f}"}
     table = pd.DataFrame(stability)
     print("\nSpread (medians over archs; CV = std/mean, robust CV = IQR/1.349/median, round CV = "
           "between-round spread of p10):")
-    print(table[["space", "device", "protocol", "clock", "n", "p10 ms", "CV", "robust CV",
-                 "round CV"]].to_string(index=False, **fmt))
+    spread = ["space", "device", "protocol", "clock", "n", "p10 ms", "CV", "robust CV", "round CV"]
+    print(table[spread + [c for c in ("ref drift",) if c in table]].to_string(index=False, **fmt))
     print("\nReproducibility (share of archs whose pass-2 value is within 5% / 2% of pass 1):")
     share = [c for c in table.columns if c.endswith("%")]
     print(table[["space", "device", "protocol", "clock", *share]].to_string(index=False, **fmt))

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+from devices.allocator import steady_malloc
 from devices.errors import InvalidSetting
 from devices.fingerprint import cpu_info, fingerprint_id, short_cpu_name
 from devices.measurement import Measurement
@@ -56,6 +57,7 @@ class Profiler(ABC):
         if self.uses_gpu and self.plan.clock != "wall":
             raise InvalidSetting(f"{self.spec} is timed with CUDA events; clock must be 'wall'")
         self._fingerprint: dict[str, Any] | None = None
+        self.malloc = steady_malloc()  # see devices.allocator: no page faults while timing
 
     # ---- availability -----------------------------------------------------------------
     @classmethod
@@ -87,6 +89,7 @@ class Profiler(ABC):
             if not self.uses_gpu:
                 fp["threads"] = self.plan.threads
                 fp["clock"] = self.plan.clock
+                fp["malloc"] = self.malloc
             fp.update(self._fingerprint_fields())
             fp["id"] = fingerprint_id(fp)
             fp["label"] = self._label(fp)
@@ -149,14 +152,35 @@ class Profiler(ABC):
                     start = time.perf_counter()
                     runners.append(self._prepare(module, shape, batch))
                     setup.append(time.perf_counter() - start)
-                raw = run_interleaved(runners, self.plan, on_turn, cpu_clock=not self.uses_gpu)
+                # the reference is an image network: only image-shaped inputs get one
+                use_reference = self.plan.reference and len(shape) == 3
+                timed = runners + ([self._reference_runner(shape, batch)] if use_reference else [])
+                raw = run_interleaved(timed, self.plan, on_turn, cpu_clock=not self.uses_gpu)
             finally:
                 for runner in runners:
                     runner.close()
-        return [self._measurement(r, s, batch, shape) for r, s in zip(raw, setup)]
+        reference_ms = None
+        if len(timed) > len(runners):
+            reference_ms = self._measurement(raw[-1], 0.0, batch, shape).latency_ms
+        return [self._measurement(r, s, batch, shape, reference_ms) for r, s in zip(raw, setup)]
+
+    def _reference_runner(self, shape: tuple[int, ...], batch: int) -> Runner:
+        """The reference network prepared once per input shape and batch, and kept."""
+        cache = self.__dict__.setdefault("_references", {})
+        key = (shape, batch)
+        if key not in cache:
+            from devices.reference import reference_network
+
+            cache[key] = self._prepare(reference_network(shape[0]), shape, batch)
+        return cache[key]
+
+    def close(self) -> None:
+        """Release what the profiler keeps between batches (the reference networks)."""
+        for runner in self.__dict__.pop("_references", {}).values():
+            runner.close()
 
     def _measurement(self, raw: RawTiming, setup_s: float, batch: int,
-                     shape: tuple[int, ...]) -> Measurement:
+                     shape: tuple[int, ...], reference_ms: float | None = None) -> Measurement:
         clocks = {"wall": raw.rounds_ms}
         if raw.cpu_rounds_ms:
             clocks["cpu"] = raw.cpu_rounds_ms
@@ -166,4 +190,4 @@ class Profiler(ABC):
             warmup_iters=raw.warmup_iters, warmup_s=raw.warmup_s, clock=reported,
             aux_rounds_ms={k: v for k, v in clocks.items() if k != reported}, device=self.spec,
             threads=self.plan.threads, precision=self.precision, setup_s=setup_s,
-            timing_s=raw.timing_s)
+            timing_s=raw.timing_s, reference_ms=reference_ms)

@@ -88,6 +88,7 @@ class Measurement:
     precision: str = "fp32"
     setup_s: float = 0.0
     timing_s: float = 0.0
+    reference_ms: float | None = None  # the group's reference network (devices.reference)
     aux_samples_ms: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

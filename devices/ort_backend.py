@@ -228,7 +228,7 @@ class OrtProfiler(Profiler):
         import onnxruntime as ort
         import torch
 
-        fields: dict[str, Any] = {"onnxruntime": ort.__version__, "torch": torch.__version__,
+        fields: dict[str, Any] = {"onnxruntime": str(ort.__version__), "torch": str(torch.__version__),
                                   "onnx_opset": OPSET, "provider": PROVIDERS[self.target]}
         if self.target != "cpu":
             from devices.fingerprint import gpu_info

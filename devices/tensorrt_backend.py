@@ -138,7 +138,7 @@ class TensorRTProfiler(Profiler):
         from devices.fingerprint import gpu_info
 
         trt = self._tensorrt()
-        return {"tensorrt": trt.__version__, "torch": torch.__version__,
+        return {"tensorrt": str(trt.__version__), "torch": str(torch.__version__),
                 "tensorrt_typing": "strong" if self._mode() == "fp16-strong" else "weak",
                 **gpu_info(self.index or 0)}
 

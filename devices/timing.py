@@ -67,6 +67,7 @@ class TimingPlan:
     warmup_max_s: float = 5.0
     statistic: str = "p10"
     clock: str = "wall"
+    reference: bool = True  # time devices.reference's network in every group (drift)
 
     def __post_init__(self) -> None:
         check_statistic(self.statistic)

@@ -70,7 +70,7 @@ class TorchCPUProfiler(Profiler):
     def _fingerprint_fields(self) -> dict[str, Any]:
         import torch
 
-        return {"torch": torch.__version__}
+        return {"torch": str(torch.__version__)}
 
     @contextmanager
     def _timing_scope(self) -> Iterator[None]:
@@ -117,7 +117,7 @@ class TorchCUDAProfiler(Profiler):
 
         from devices.fingerprint import gpu_info
 
-        return {"torch": torch.__version__, **gpu_info(self.index or 0)}
+        return {"torch": str(torch.__version__), **gpu_info(self.index or 0)}
 
     def _prepare(self, module: Any, input_shape: tuple[int, ...], batch: int) -> _TorchCUDARunner:
         import torch

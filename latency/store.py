@@ -28,12 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 
 from spaces.errors import HwnasError
 
 APPLICATION_ID = 0x68774E53  # "hwNS": marks a file as an hwnas measurement store
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: reference_ms (devices.reference); version 1 files are migrated
 _SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 
@@ -74,6 +75,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     cv           REAL,
     robust_cv    REAL,
     round_cv     REAL,
+    reference_ms REAL,
     n_samples    INTEGER,
     rounds       INTEGER,
     warmup_iters INTEGER,
@@ -94,7 +96,7 @@ _TABLES = {"devices", "archs", "measurements"}
 # Measurement fields copied into same-named columns.
 _STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "cv", "robust_cv",
                  "round_cv", "n_samples", "rounds", "warmup_iters", "warmup_s", "setup_s",
-                 "timing_s", "precision", "threads", "clock")
+                 "timing_s", "precision", "threads", "clock", "reference_ms")
 _INSERT_COLUMNS = ("arch_ref", "device_ref", "batch", "input_shape", "latency_ms", "statistic",
                    *_STAT_COLUMNS, "samples", "aux_samples", "created_at")
 _INSERT_SQL = (f"INSERT OR IGNORE INTO measurements ({', '.join(_INSERT_COLUMNS)}) "
@@ -240,12 +242,27 @@ class MeasurementStore:
         if app_id != APPLICATION_ID:
             raise StoreError(f"{self.path} is an SQLite database but not an hwnas measurement store "
                              f"(tables: {', '.join(tables) or 'none'}); it was left untouched")
+        if version == 1 and not self.readonly and _TABLES <= set(tables):
+            self._migrate_from_1()
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise StoreError(f"measurement store {self.path} has schema version {version}, this hwnas "
                              f"reads version {SCHEMA_VERSION}; it was left untouched")
         if not _TABLES <= set(tables):
             raise StoreError(f"measurement store {self.path} lacks its tables (found: "
                              f"{', '.join(tables) or 'none'}); it was left untouched")
+
+    def _migrate_from_1(self) -> None:
+        """Version 1 lacks ``reference_ms``: add the (empty) column in one transaction;
+        every stored row is kept as it was."""
+        try:
+            self._conn.executescript(
+                "BEGIN IMMEDIATE; ALTER TABLE measurements ADD COLUMN reference_ms REAL;"
+                f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     def _create_schema(self) -> None:
         """Tables and the identifying pragmas in one transaction (a script, because
@@ -491,3 +508,16 @@ class MeasurementStore:
         except OSError as error:
             raise StoreError(f"cannot write {target}: {error.strerror or error}") from None
         return target
+
+
+def drift_corrected(frame: pd.DataFrame) -> pd.Series:
+    """``latency_ms`` with the machine's drift taken out (see devices.reference): each row
+    times ``median reference_ms of its device / its group's reference_ms``. Rows measured
+    without a reference (imports, older files) keep their value."""
+    if frame.empty:
+        return frame.get("latency_ms", pd.Series(dtype=float)).astype(float)
+    ref = pd.to_numeric(frame.get("reference_ms"), errors="coerce") if "reference_ms" in frame \
+        else pd.Series(np.nan, index=frame.index)
+    typical = ref.groupby(frame["device_id"]).transform("median")
+    factor = (typical / ref).where(ref.notna() & (ref > 0), 1.0)
+    return frame["latency_ms"].astype(float) * factor

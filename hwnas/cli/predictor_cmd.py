@@ -94,7 +94,7 @@ def resolve_device(store: Any, space_key: str, spec: str) -> tuple[str, str]:
 
 def device_rows(store: Any, space_key: str, device_id: str, batch: int | None,
                 input_shape: str | None):
-    """Median latency per architecture of one device, batch and input shape."""
+    """Median latency per architecture of one device, batch and input shape (drift-corrected)."""
     from spaces.errors import HwnasError
 
     frame = store.frame(space=space_key, device=device_id)
@@ -107,6 +107,10 @@ def device_rows(store: Any, space_key: str, device_id: str, batch: int | None,
             choices = ", ".join(map(str, sorted(frame[column].unique())))
             raise HwnasError(f"the device has measurements at several {column} values ({choices}); "
                              f"choose one with {flag}")
+    from latency.store import drift_corrected
+
+    # groups timed with the reference network are put on one scale (devices.reference)
+    frame = frame.assign(latency_ms=drift_corrected(frame))
     grouped = frame.groupby("arch", sort=True)["latency_ms"].median()
     return grouped, int(frame["batch"].iloc[0]), str(frame["input_shape"].iloc[0])
 

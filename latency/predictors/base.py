@@ -106,7 +106,11 @@ class Predictor(ABC):
                    fingerprint: dict[str, Any] | None = None, batch: int | None = None,
                    input_shape: str | None = None) -> "Predictor":
         """Record whose latencies these are (saved with the predictor, checked on use)."""
-        self.device = {"id": device_id, "label": label or device_id, "fingerprint": fingerprint or {},
+        import json
+
+        # plain JSON types only: the file is read back with torch.load(weights_only=True)
+        fingerprint = json.loads(json.dumps(fingerprint or {}, default=str))
+        self.device = {"id": device_id, "label": label or device_id, "fingerprint": fingerprint,
                        "batch": batch, "input_shape": input_shape}
         return self
 

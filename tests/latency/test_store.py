@@ -213,3 +213,36 @@ def test_readers_work_while_another_process_writes(tmp_path):
     assert counts == sorted(counts)  # committed rows only ever appear, never vanish
     assert counts[-1] == n
     assert len([c for c in counts if 0 < c < n]) >= 2  # really read while it wrote
+
+
+def test_version_1_store_is_migrated_without_losing_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with MeasurementStore(path) as s:
+        s.add("nb201", "arch-a", FP, meas(1.5))
+    conn = sqlite3.connect(path)  # make it a version-1 file: no reference_ms column
+    conn.execute("ALTER TABLE measurements DROP COLUMN reference_ms")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with MeasurementStore(path) as s:
+        frame = s.frame()
+        assert len(frame) == 1 and frame.iloc[0].latency_ms == 1.5
+        assert pd.isna(frame.iloc[0].reference_ms)
+        assert s.add("nb201", "arch-b", FP, {**meas(2.0), "reference_ms": 0.5})
+        assert s.frame().set_index("arch").loc["arch-b", "reference_ms"] == 0.5
+
+
+def test_drift_correction_puts_groups_on_one_scale(store):
+    from latency.store import drift_corrected
+
+    # two groups measured while the machine ran at different speeds: the reference network
+    # read 1.0 ms in the first and 1.1 ms in the second (10% slower)
+    store.add_many([("s", "a", FP, {**meas(2.0), "reference_ms": 1.0}),
+                    ("s", "b", FP, {**meas(4.0), "reference_ms": 1.0}),
+                    ("s", "c", FP, {**meas(2.2), "reference_ms": 1.1}),
+                    ("s", "d", FP, {**meas(3.0)})])  # no reference: kept as measured
+    frame = store.frame()
+    corrected = dict(zip(frame["arch"], drift_corrected(frame)))
+    assert corrected["a"] == pytest.approx(2.0) and corrected["b"] == pytest.approx(4.0)
+    assert corrected["c"] == pytest.approx(2.0)  # its group's 10% slowdown taken out
+    assert corrected["d"] == 3.0
