@@ -26,7 +26,8 @@ class TrainedNet:
 
 def train_for_export(space: Any, arch: Any, dataset: str = "digits", epochs: int = 3, *,
                      input_size: int | None = None, num_classes: int | None = None,
-                     root: str | Path | None = None, seed: int = 0, threads: int = 1) -> TrainedNet:
+                     root: str | Path | None = None, seed: int = 0, threads: int = 1,
+                     max_samples: int | None = None) -> TrainedNet:
     """Train ``arch`` on ``dataset`` (``digits``, ``cifar10``/``cifar100`` under ``root``,
     or an ImageFolder path) and return the trained module in eval mode with its
     validation accuracy."""
@@ -43,7 +44,8 @@ def train_for_export(space: Any, arch: Any, dataset: str = "digits", epochs: int
             return super()._val_accuracy(model)
 
     size = input_size or space.default_input_size
-    data = datasets.load(dataset, size, space.in_channels, root=root, seed=seed)
+    data = datasets.load(dataset, size, space.in_channels, root=root, seed=seed,
+                         max_samples=max_samples)
     if num_classes is not None and num_classes != data.num_classes:
         raise HwnasError(f"{dataset} has {data.num_classes} classes, not the "
                          f"{num_classes} given with --num-classes")

@@ -1,4 +1,13 @@
-"""Search for Pareto-optimal architectures (default: fbnetv2 tiny on digits, accuracy vs live ort:cpu latency)."""
+"""Search for Pareto-optimal architectures.
+
+With no arguments this is the whole pipeline (hwnas.pipeline): profile fbnetv2
+tiny on ort:cpu, fit the MLP-ensemble predictor, profile where it is unsure,
+search with the supernet under several latency budgets, retrain and measure the
+chosen networks, audit the predictor, export the front as verified ONNX.
+Options of a single search (tabular evaluators, --device-table, other
+strategies, --objective, --population, ...) or --no-pipeline run one strategy
+on one evaluator instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import argparse
 import json
 import inspect
 import sys
+from pathlib import Path
 from typing import Any
 
 COMMAND = "search"
@@ -61,6 +71,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--export", action="store_true",
                    help="also write best/model.onnx with hwnas.export")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = parser.add_argument_group("pipeline (the default run; see hwnas.pipeline)")
+    g.add_argument("--no-pipeline", action="store_true",
+                   help="run one strategy on one evaluator instead of the whole pipeline")
+    g.add_argument("--db", metavar="FILE", help="measurement store to use and extend "
+                                                "(default RUN_DIR/lat.sqlite)")
+    g.add_argument("--initial", type=int, help="random architectures profiled to fit the "
+                                               "predictor (default 40)")
+    g.add_argument("--holdout", type=int, help="random architectures profiled to judge it (default 30)")
+    g.add_argument("--active-budget", type=int, metavar="N",
+                   help="at most N more measurements chosen by the ensemble's spread (default 60)")
+    g.add_argument("--active-batch", type=int, help="measurements per active round (default 15)")
+    g.add_argument("--target", type=float, help="held-out share within +-10%% that ends active "
+                                                "profiling (default 0.9)")
+    g.add_argument("--pool", type=int, help="candidates active profiling chooses from (default 2000)")
+    g.add_argument("--search-epochs", type=int, help="supernet warm-up and per-budget epochs (default 2)")
+    g.add_argument("--retrain-epochs", type=int, help="standalone training of each chosen network "
+                                                      "(default 5)")
+    g.add_argument("--quick-timing", action="store_true",
+                   help="time with a few calls only (smoke tests; numbers not worth keeping)")
     from hwnas import executors
 
     executors.add_arguments(parser)
@@ -219,7 +248,59 @@ def export_best(run, space, record: dict[str, Any]) -> Any:
 
 # ---- the verb ------------------------------------------------------------------------------
 
+# ---- the pipeline -----------------------------------------------------------------------
+
+PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
+                     "data_root": "data_root", "max_samples": "max_samples", "device": "device",
+                     "strategy": "strategy", "sweep": "sweep", "budget": "budgets", "db": "db",
+                     "predictor": "predictor", "initial": "initial", "holdout": "holdout",
+                     "active_budget": "active_budget", "active_batch": "active_batch",
+                     "target": "target", "pool": "pool", "queries": "queries", "epochs": "epochs",
+                     "search_epochs": "search_epochs", "retrain_epochs": "retrain_epochs",
+                     "seed": "seed"}
+SINGLE_SEARCH_ONLY = ("evaluator", "device_table", "objective", "population", "sample_size",
+                      "batch", "reward", "input_size")
+
+
+def uses_pipeline(args: argparse.Namespace) -> bool:
+    """The pipeline unless a single search is asked for (or the run folder is one)."""
+    from hwnas.pipeline import stored_settings
+
+    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
+        return stored_settings(args.out) is not None
+    if args.no_pipeline or args.export:
+        return False
+    if args.strategy not in (None, "supernet", "nao") or args.space == "nb201":
+        return False
+    if args.evaluator not in (None, "train"):
+        return False
+    return not any(getattr(args, k, None) for k in SINGLE_SEARCH_ONLY if k != "evaluator")
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from hwnas import executors
+    from hwnas.pipeline import Pipeline, PipelineSettings, stored_settings
+    from spaces.errors import HwnasError
+
+    if getattr(args, "executor", None) not in (None, "local"):
+        raise HwnasError("the pipeline runs in this process; --executor is for single searches "
+                         "(--no-pipeline) and hwnas profile")
+    typed = {field: getattr(args, name, None) for name, field in PIPELINE_SETTINGS.items()}
+    if args.quick_timing:
+        typed["quick_timing"] = True
+    stored = stored_settings(args.out) if args.resume else None
+    settings = PipelineSettings.merged(typed, stored)
+    Pipeline(settings, args.out, resume=args.resume, progress=not args.no_progress).run()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if uses_pipeline(args):
+        return run_pipeline(args)
+    return run_single(args)
+
+
+def run_single(args: argparse.Namespace) -> int:
     import functools
 
     import torch

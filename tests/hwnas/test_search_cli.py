@@ -74,8 +74,8 @@ def test_missing_dataset_path_exit_2(tmp_path, capsys):
 
 
 def test_default_search_reduced(tmp_path, capsys):
-    """The embedded default (fbnetv2 tiny, digits, live ort:cpu latency, evolution) on a
-    reduced budget: few candidates, one epoch, a subset of digits."""
+    """A single search (evolution: --population selects it) on the default space, data and
+    live ort:cpu latency, reduced: few candidates, one epoch, a subset of digits."""
     pytest.importorskip("onnxruntime")
     out = tmp_path / "default"
     code = main(["search", "--queries", "4", "--population", "2", "--batch", "2", "--epochs", "1",

@@ -163,14 +163,28 @@ class SupernetStrategy(Strategy):
             raise MissingLatencyModel(f"the latency predictor was fitted on space {fitted_on!r}, "
                                       f"not {space.key!r}")
         budgets = self.resolve_budgets(ctx)[:max(ctx.remaining, 0)]
+        self.outcomes = self.choose(space, data, input_size, budgets)
+        ctx.evaluate([o.arch for o in self.outcomes])
+
+    def choose(self, space: Space, data: Any, input_size: int, budgets: Sequence[float],
+               on_budget: Any = None) -> list[BudgetOutcome]:
+        """The search proper, without evaluating: warm the supernet up on ``data``'s
+        training split, then one alpha search per budget (``self.predictor`` is the
+        latency model). Public so the pipeline can keep search and retraining as
+        separate, resumable stages; ``on_budget(outcome)`` reports each budget."""
+        if self.predictor is None:
+            raise MissingLatencyModel("the supernet needs a fitted latency predictor to choose")
         torch.manual_seed(self.seed)  # the supernet's initial weights, whatever ran before
         supernet = FBNetV2Supernet(space, data.num_classes, input_size)
         runner = SupernetSearch(supernet, data.x_train, data.y_train, self.predictor, self.config,
                                 log=self._log if self._verbose else None)
         runner.warmup()
+        outcomes = []
         for b in budgets:
-            self.outcomes.append(runner.search(b))
-        ctx.evaluate([o.arch for o in self.outcomes])
+            outcomes.append(runner.search(b))
+            if on_budget is not None:
+                on_budget(outcomes[-1])
+        return outcomes
 
     # ---- pieces -------------------------------------------------------------------------
     def _fit_predictor(self, ctx: SearchContext) -> Any:

@@ -1,0 +1,96 @@
+"""What one pipeline run is: every setting, with the embedded default, checked before work starts.
+
+The settings are stored in the run's ``config.json``; ``--resume`` takes what the
+user did not type from there, and refuses a run whose settings changed (a stage
+finished under other settings cannot be reused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from spaces.errors import HwnasError
+
+
+class BadSetting(HwnasError, ValueError):
+    """A pipeline setting is out of range or contradicts another."""
+
+
+@dataclass
+class PipelineSettings:
+    """The pipeline's knobs. Defaults are the embedded run: fbnetv2 ``tiny`` on the
+    scikit-learn digits, timed live on ONNX Runtime CPU, under 10 minutes on 2 cores."""
+
+    space: str = "fbnetv2"
+    preset: str | None = None           # the space's own default variant when None
+    dataset: str = "digits"
+    data_root: str | None = None
+    max_samples: int | None = None
+    device: str = "ort:cpu"
+    strategy: str | None = None         # supernet for fbnetv2, nao otherwise
+    sweep: int = 3                      # latency budgets spread over the profiled range
+    budgets: list[str] = field(default_factory=list)  # latency_ms<=X (replace the sweep), macs<=Y
+    db: str | None = None               # measurement store; default <run>/lat.sqlite
+    predictor: str | None = None        # a fitted predictor file: skips fit + active profiling
+    initial: int = 40                   # random archs profiled first (training set)
+    holdout: int = 30                   # random archs profiled for held-out metrics
+    active_budget: int = 60             # further measurements chosen by ensemble spread
+    active_batch: int = 15
+    target: float = 0.90                # held-out share within +-10% that ends active profiling
+    pool: int = 2000                    # candidates the active step chooses from
+    queries: int = 24                   # nao: architectures trained during the search
+    epochs: int = 2                     # nao: training epochs per searched candidate
+    search_epochs: int = 2              # supernet: warm-up and per-budget search epochs
+    retrain_epochs: int = 5             # stage 5: standalone training of each chosen network
+    audit_tolerance: float = 0.10       # a prediction further off than this triggers a refit
+    seed: int = 0
+    quick_timing: bool = False          # a few timed calls only (tests; numbers not worth keeping)
+
+    def __post_init__(self) -> None:
+        self.budgets = [str(b) for b in (self.budgets or [])]
+        if self.preset is None and self.space == "fbnetv2":
+            self.preset = "tiny"
+        counts = {"--sweep": self.sweep, "--initial": self.initial, "--holdout": self.holdout,
+                  "--active-batch": self.active_batch, "--pool": self.pool,
+                  "--queries": self.queries, "--epochs": self.epochs,
+                  "--retrain-epochs": self.retrain_epochs}
+        for name, value in counts.items():
+            if int(value) < 1:
+                raise BadSetting(f"{name} must be at least 1, got {value}")
+        if self.initial < 5:
+            raise BadSetting(f"--initial must be at least 5 (the predictor's minimum), got {self.initial}")
+        if self.holdout < 5:
+            raise BadSetting(f"--holdout must be at least 5 to judge the predictor, got {self.holdout}")
+        if self.active_budget < 0:
+            raise BadSetting(f"--active-budget cannot be negative, got {self.active_budget}")
+        if not 0.0 < self.target <= 1.0:
+            raise BadSetting(f"--target is a share in (0, 1], got {self.target}")
+        if not 0.0 < self.audit_tolerance < 1.0:
+            raise BadSetting(f"the audit tolerance must be in (0, 1), got {self.audit_tolerance}")
+        if self.strategy not in (None, "supernet", "nao"):
+            raise BadSetting(f"the pipeline searches with supernet or nao, not {self.strategy!r} "
+                             f"(other strategies: hwnas search --evaluator ... --strategy ...)")
+
+    @property
+    def engine(self) -> str:
+        """The search engine actually used: the supernet needs the fbnetv2 space."""
+        return self.strategy or ("supernet" if self.space == "fbnetv2" else "nao")
+
+    @property
+    def space_kwargs(self) -> dict[str, Any]:
+        return {"preset": self.preset} if self.preset else {}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def merged(cls, typed: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> "PipelineSettings":
+        """Settings typed now (None = not typed) over the stored run's, over the defaults."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(typed) - names
+        if unknown:
+            raise BadSetting(f"unknown pipeline setting(s): {', '.join(sorted(unknown))}")
+        values = {k: v for k, v in (stored or {}).items() if k in names}
+        values.update({k: v for k, v in typed.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,270 @@
+"""Uncertainty-driven ("active") latency profiling: measure where the predictor is unsure.
+
+nn-Meter and HELP choose the architectures to profile at random. Profiling is the
+expensive step (minutes per network on a phone), so it pays to spend each
+measurement where the MLP ensemble's members disagree most: the *relative*
+spread ``predict_std / predict`` (errors of a latency model are relative, and a
+large network's absolute spread would otherwise win every time). Near a latency
+budget the search only cares about networks close to it, so candidates can be
+weighted towards ``near_ms``.
+
+The loop (:func:`active_profile`) fits, scores on a fixed held-out set, stops at
+the target ±10 % share or when the measurement budget is spent, otherwise picks
+the next batch and calls the caller's ``measure`` -- timing on a device and
+committing to the store in the pipeline, a table look-up in the benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from latency import metrics
+from latency.encoding import one_hot
+from latency.predictors.base import Predictor
+from spaces.arch import Arch
+from spaces.base import Space
+from spaces.errors import HwnasError, UnknownName
+
+
+class ActiveError(HwnasError, ValueError):
+    """Bad input to active profiling."""
+
+
+class EmptyPool(ActiveError):
+    """There is nothing to choose the next measurements from."""
+
+
+class BadBatch(ActiveError):
+    """The number of architectures to choose per round is below 1."""
+
+
+class BadBudget(ActiveError):
+    """The measurement budget is negative."""
+
+
+@dataclass(frozen=True)
+class ActiveRound:
+    """Held-out scores of the predictor fitted on ``measured`` measurements.
+
+    ``seconds``: wall time since :func:`active_profile` started (fits, choices and
+    the caller's measurements), so a table of rounds shows where the time went."""
+
+    measured: int
+    spearman: float
+    within10: float
+    mape: float
+    seconds: float
+
+
+@dataclass
+class ActiveOutcome:
+    """The predictor fitted on everything measured, the measurements, and the rounds."""
+
+    predictor: Predictor
+    archs: list[Arch]
+    ms: np.ndarray
+    rounds: list[ActiveRound] = field(default_factory=list)
+    reached_target: bool = False
+
+
+# ---- scoring and choosing ---------------------------------------------------------------------
+def relative_spread(predictor: Predictor, archs: Sequence[Arch], near_ms: float | None = None,
+                    width: float = 0.5) -> np.ndarray:
+    """Ensemble spread over prediction (``std / mean``) per architecture; with ``near_ms``,
+    times ``exp(-log(pred / near_ms)**2 / (2 width**2))`` so candidates near the latency
+    budget win (``width`` 0.5: a prediction 1.8x off the budget gets half the weight)."""
+    if near_ms is not None and not near_ms > 0:
+        raise ActiveError(f"near_ms must be a positive latency in ms, got {near_ms}")
+    if not width > 0:
+        raise ActiveError(f"width must be positive, got {width}")
+    archs = list(archs)
+    if not archs:
+        return np.zeros(0)
+    pred = np.maximum(np.asarray(predictor.predict(archs), dtype=np.float64), 1e-12)
+    score = np.asarray(predictor.predict_std(archs), dtype=np.float64) / pred
+    if near_ms is not None:
+        score = score * np.exp(-np.log(pred / near_ms) ** 2 / (2.0 * width ** 2))
+    return score
+
+
+def _candidates(space: Space | None, pool: Iterable[Arch], exclude: Iterable[Arch | str]) -> list[Arch]:
+    """Pool architectures not in ``exclude`` (by string form), first occurrence kept."""
+    def key(a: Arch | str) -> str:
+        if isinstance(a, str):
+            return a
+        return space.to_string(a) if space is not None else f"{a.space}:{a.choices}"
+
+    seen = {key(a) for a in exclude}
+    out = []
+    for arch in pool:
+        k = key(arch)
+        if k not in seen:
+            seen.add(k)
+            out.append(arch)
+    return out
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, highest first; ties by position (deterministic)."""
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def choose_uncertain(predictor: Predictor, pool: Sequence[Arch], k: int,
+                     exclude: Iterable[Arch | str] = (), near_ms: float | None = None) -> list[Arch]:
+    """The ``k`` pool architectures outside ``exclude`` with the highest
+    :func:`relative_spread`, highest first (fewer if the pool runs out)."""
+    if k < 1:
+        raise BadBatch(f"choose at least one architecture per round, got {k}")
+    candidates = _candidates(getattr(predictor, "space", None), pool, exclude)
+    if not candidates:
+        return []
+    return [candidates[i] for i in _top(relative_spread(predictor, candidates, near_ms), k)]
+
+
+def choose_random(candidates: Sequence[Arch], k: int, rng: np.random.Generator) -> list[Arch]:
+    """The baseline of nn-Meter and HELP: ``k`` candidates uniformly without replacement."""
+    idx = rng.permutation(len(candidates))[:k]
+    return [candidates[i] for i in idx]
+
+
+def choose_diverse(predictor: Predictor, candidates: Sequence[Arch], k: int,
+                   near_ms: float | None = None, shortlist: int = 4) -> list[Arch]:
+    """Uncertainty with diversity: of the ``shortlist * k`` most uncertain candidates, pick
+    greedily by spread times the Hamming distance (share of decisions that differ) to the
+    nearest already-picked one. Why: the top-``k`` by spread alone are often near-copies
+    (one unsure decision shared by many), so one batch would teach the model one thing."""
+    scores = relative_spread(predictor, candidates, near_ms)
+    short = _top(scores, max(k, shortlist * k))
+    codes = one_hot(predictor.space, [candidates[i] for i in short]).astype(np.float32)
+    n_dec = max(len(predictor.space.decisions), 1)
+    s = scores[short]
+    nearest = np.ones(len(short))  # distance to the closest picked one (1 = nothing picked)
+    picked: list[int] = []
+    for _ in range(min(k, len(short))):
+        gain = np.where(np.isin(np.arange(len(short)), picked), -np.inf, s * nearest)
+        j = int(np.argmax(gain))
+        picked.append(j)
+        diff = 1.0 - (codes @ codes[j]) / n_dec  # share of decisions that differ
+        nearest = np.minimum(nearest, diff)
+    return [candidates[short[j]] for j in picked]
+
+
+def choose_proportional(predictor: Predictor, candidates: Sequence[Arch], k: int,
+                        rng: np.random.Generator, near_ms: float | None = None) -> list[Arch]:
+    """``k`` candidates drawn without replacement with probability proportional to their
+    relative spread (Gumbel top-k). Why: top-k by spread alone over-samples the space's
+    extremes, while the predictor is scored on typical architectures; drawing in
+    proportion still favours the unsure ones but keeps covering the rest."""
+    scores = np.maximum(relative_spread(predictor, candidates, near_ms), 1e-300)
+    keys = np.log(scores) + rng.gumbel(size=len(scores))
+    return [candidates[i] for i in _top(keys, k)]
+
+
+STRATEGIES = ("active", "diverse", "proportional", "random")
+
+
+def choose(strategy: str, predictor: Predictor | None, candidates: Sequence[Arch], k: int,
+           rng: np.random.Generator, near_ms: float | None = None) -> list[Arch]:
+    """The next ``k`` architectures by ``strategy`` (see STRATEGIES) among ``candidates``."""
+    if strategy not in STRATEGIES:
+        raise UnknownName("active-profiling strategy", strategy, STRATEGIES)
+    if strategy == "random" or predictor is None:
+        return choose_random(candidates, k, rng)
+    if strategy == "diverse":
+        return choose_diverse(predictor, candidates, k, near_ms)
+    if strategy == "proportional":
+        return choose_proportional(predictor, candidates, k, rng, near_ms)
+    return choose_uncertain(predictor, candidates, k, near_ms=near_ms)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def _score(predictor: Predictor, holdout: tuple[list[Arch], np.ndarray],
+           mask: np.ndarray) -> tuple[float, float, float]:
+    """Held-out (Spearman, ±10 % share, MAPE); relative metrics on ``mask`` rows only."""
+    archs, ms = holdout
+    pred = predictor.predict(archs)
+    return (metrics.spearman(pred, ms), metrics.within(pred[mask], ms[mask], 0.10),
+            metrics.mape(pred[mask], ms[mask]))
+
+
+def _check(batch: int, budget: int, strategy: str, pool: Sequence[Arch],
+           holdout: tuple[Sequence[Arch], np.ndarray]) -> None:
+    if batch < 1:
+        raise BadBatch(f"batch must be at least 1 architecture per round, got {batch}")
+    if budget < 0:
+        raise BadBudget(f"the measurement budget must be 0 or more, got {budget}")
+    if strategy not in STRATEGIES:
+        raise UnknownName("active-profiling strategy", strategy, STRATEGIES)
+    if len(pool) == 0:
+        raise EmptyPool("the pool of candidate architectures is empty")
+    if len(holdout[0]) == 0 or len(holdout[0]) != len(holdout[1]):
+        raise ActiveError(f"the held-out set needs as many latencies as architectures (and at least "
+                          f"one), got {len(holdout[0])} and {len(holdout[1])}")
+
+
+def active_profile(space: Space, make_predictor: Callable[[], Predictor],
+                   measure: Callable[[list[Arch]], np.ndarray], initial: list[Arch],
+                   initial_ms: "Sequence[float] | np.ndarray", pool: list[Arch],
+                   holdout: tuple[list[Arch], "np.ndarray"], *, batch: int = 25, budget: int = 200,
+                   target_within10: float = 0.90, near_ms: float | None = None,
+                   strategy: str = "active", seed: int = 0,
+                   on_round: Callable[[ActiveRound], None] | None = None,
+                   holdout_mask: "np.ndarray | None" = None) -> ActiveOutcome:
+    """Fit, score on ``holdout``, stop at ``target_within10`` or after ``budget`` new
+    measurements, else measure ``batch`` more chosen from ``pool`` by ``strategy``
+    (``active``: highest relative spread; ``diverse``: spread and Hamming diversity;
+    ``proportional``: drawn in proportion to spread; ``random``: the baseline; draws use
+    ``seed``) and refit.
+
+    ``measure(archs) -> ms`` is the caller's: a value that is not finite and positive
+    means "could not be measured" -- it counts against the budget, is never chosen again
+    and is not trained on. Holdout architectures are never chosen (that would leak).
+    ``holdout_mask`` (bool) selects the held-out rows scored by ±10 % and MAPE (NB201 cells
+    reported at ~0 ms make relative errors meaningless); Spearman uses every row.
+    An empty ``initial`` starts with a random batch."""
+    hold_archs, hold_ms = list(holdout[0]), np.asarray(holdout[1], dtype=np.float64).reshape(-1)
+    _check(batch, budget, strategy, pool, (hold_archs, hold_ms))
+    mask = np.ones(len(hold_ms), bool) if holdout_mask is None else np.asarray(holdout_mask, bool)
+    if mask.shape != hold_ms.shape or not mask.any():
+        raise ActiveError("holdout_mask must select at least one of the held-out architectures")
+    archs = list(initial)
+    ms = np.asarray(initial_ms, dtype=np.float64).reshape(-1)
+    if len(archs) != len(ms):
+        raise ActiveError(f"{len(archs)} initial architectures but {len(ms)} latencies")
+    rng = np.random.default_rng(seed)
+    tried = {space.to_string(a) for a in [*archs, *hold_archs]}  # never chosen (again)
+    started, spent = time.perf_counter(), 0
+    rounds: list[ActiveRound] = []
+    predictor: Predictor | None = None
+    reached = False
+    while True:
+        if archs:
+            predictor = make_predictor().fit(archs, ms)
+            sp, w10, err = _score(predictor, (hold_archs, hold_ms), mask)
+            rounds.append(ActiveRound(len(archs), sp, w10, err, time.perf_counter() - started))
+            if on_round is not None:
+                on_round(rounds[-1])
+            if w10 >= target_within10:
+                reached = True
+                break
+        k = min(batch, budget - spent)
+        candidates = _candidates(space, pool, tried) if k > 0 else []
+        if not candidates:
+            break
+        new = choose(strategy, predictor, candidates, k, rng, near_ms)
+        new_ms = np.asarray(measure(list(new)), dtype=np.float64).reshape(-1)
+        if len(new_ms) != len(new):
+            raise ActiveError(f"measure returned {len(new_ms)} latencies for {len(new)} architectures")
+        spent += len(new)
+        tried.update(space.to_string(a) for a in new)
+        ok = np.isfinite(new_ms) & (new_ms > 0)
+        archs.extend(a for a, good in zip(new, ok) if good)
+        ms = np.concatenate([ms, new_ms[ok]])
+    if predictor is None:
+        raise EmptyPool("nothing was measured: give initial measurements or a budget above 0")
+    return ActiveOutcome(predictor, archs, ms, rounds, reached)
