@@ -6,8 +6,9 @@ Measured on this machine (20 fbnet nets, two passes a few minutes apart): all
 ten networks of one group came back 4-8% faster in the second pass, all ten of
 the next group 0-4% slower -- so their absolute numbers disagreed by more than
 5% while their ratios to each other held within 2-3%. Timing the same fixed
-network in every group measures that drift; ``latency_ms * typical_reference /
-reference_ms`` (see :func:`latency.store.drift_corrected`) puts every group on
+network in every group measures that drift; ``latency_ms * anchor_reference /
+reference_ms`` (see :func:`latency.store.drift_corrected`; the anchor is the device's first
+group) puts every group on
 one scale. The raw latency is always stored as measured; the correction is a
 reading of it.
 
