@@ -7,13 +7,12 @@ ten networks of one group came back 4-8% faster in the second pass, all ten of
 the next group 0-4% slower -- so their absolute numbers disagreed by more than
 5% while their ratios to each other held within 2-3%. Timing the same fixed
 network in every group measures that drift; ``latency_ms * anchor_reference /
-reference_ms`` (see :func:`latency.store.drift_corrected`; the anchor is the device's first
-group) puts every group on
-one scale. The raw latency is always stored as measured; the correction is a
+reference_ms`` (see :func:`latency.store.drift_corrected`; the anchor is the
+device's first group) puts every group on one scale. The raw latency is always stored as measured; the correction is a
 reading of it.
 
 The network is small (three strided 3x3 conv blocks and a classifier; about
-1.7 MMACs at 32x32) so it costs a few percent of a group's time, and it is
+0.7 MMACs at 32x32) so it costs a few percent of a group's time, and it is
 fully convolutional with global pooling, so it runs on any input shape the group
 uses. Its weights come from a fixed seed: every process builds the same network.
 """
