@@ -77,6 +77,10 @@ class Pipeline:
         self.data = datasets.load(settings.dataset, self.input_size, self.space.in_channels,
                                   root=settings.data_root, max_samples=settings.max_samples,
                                   seed=settings.seed)
+        from latency.store import MeasurementStore
+
+        # a given store that is not one (corrupt, foreign, unwritable) fails before the folder
+        self.store = MeasurementStore(settings.db) if settings.db else None
         # an unknown or unavailable device fails here (one sentence), not mid-run
         self.meter = DeviceMeter(self.space, settings.device, None, quick=settings.quick_timing,
                                  progress=progress)
@@ -99,8 +103,8 @@ class Pipeline:
         """The store, opened once the folder may be written."""
         from latency.store import MeasurementStore
 
-        s = self.settings
-        self.store = MeasurementStore(Path(s.db) if s.db else self.run_dir / "lat.sqlite")
+        if self.store is None:
+            self.store = MeasurementStore(self.run_dir / "lat.sqlite")
         self.meter.store = self.store
         self.stages = StageLog(self.run_dir.path)
 

@@ -118,6 +118,7 @@ def test_audit_refits_when_a_prediction_misses(tmp_path, capsys):
     (["--budget", "latency_ms>=3"], "wrong way"),
     (["--sweep", "0"], "--sweep must be at least 1"),
     (["--predictor", "/no/such/file.pt"], "not found"),
+    (["--db", "/etc/hostname"], "not an SQLite file"),
 ])
 def test_bad_input_one_sentence_exit_2_nothing_written(tmp_path, capsys, extra, message):
     out = tmp_path / "never"
