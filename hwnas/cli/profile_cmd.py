@@ -51,6 +51,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "other processes on a shared machine (threads=1 only)")
     timing.add_argument("--quick", action="store_true",
                         help="a few calls only (smoke tests; numbers not worth keeping)")
+    active = parser.add_argument_group(
+        "active profiling (--active: -n N is the measurement budget; an MLP ensemble chooses "
+        "what to measure next where its members disagree most)")
+    active.add_argument("--active", action="store_true",
+                        help="choose architectures by predictor uncertainty instead of at random")
+    active.add_argument("--pool", type=int, default=2000,
+                        help="candidate architectures sampled to choose from (default 2000)")
+    active.add_argument("--initial", type=int, default=30,
+                        help="random architectures measured first (default 30)")
+    active.add_argument("--holdout", type=int, default=30,
+                        help="random architectures measured to score the predictor (default 30)")
+    active.add_argument("--per-round", type=int, default=25, metavar="K",
+                        help="architectures chosen and measured per round (default 25)")
+    active.add_argument("--target", type=float, default=0.90,
+                        help="stop when this share of held-out predictions is within ±10%% "
+                             "(default 0.90)")
+    active.add_argument("--near-ms", type=float, default=None, metavar="MS",
+                        help="prefer candidates predicted near this latency (the search's budget)")
+    active.add_argument("--choose", default="diverse",
+                        help="diverse (default: relative spread times distance to the round's "
+                             "other picks; matched or beat plain spread on every HELP table in "
+                             "benchmarks/active_profiling.py), active (highest relative spread), "
+                             "typical, typical-diverse, "
+                             "proportional, or random (the baseline); see latency.active")
+    active.add_argument("--save", metavar="PRED.pt", help="save the final mlp predictor here")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="CSV",
                         help="import a HELP latency table (shared data) into --db instead of measuring")
     parser.add_argument("--export", metavar="FILE",
@@ -178,12 +203,19 @@ def run(args: argparse.Namespace) -> int:
         raise HwnasError("give -n N (sample N architectures) or --archs FILE")
     if args.group < 1 or args.batch < 1:
         raise HwnasError("--group and --batch must be at least 1")
+    if args.active:
+        _check_active(args)
+    elif args.save:
+        raise HwnasError("--save needs --active (or fit a predictor with `hwnas predictor fit`)")
 
     from hwnas import executors
 
     space = load_space(args.space, args.preset, args.space_opt)
     job = executors.ProfileJob(space, args.device, _plan(args), batch=args.batch,
                                input_size=args.input, group=args.group)
+    if args.active:
+        with executors.from_args(args) as executor:
+            return _active(args, space, job, executor, MeasurementStore(args.db))
     archs = read_archs(space, args.archs) if args.archs else space.sample_many(args.num, args.seed)
     if args.num is not None:
         archs = archs[: args.num]
@@ -227,3 +259,107 @@ def _measure(args: argparse.Namespace, executor: Any, job: Any, store: Any,
     finally:
         for bar in bars:
             bar.close()
+
+
+# ---- active profiling ------------------------------------------------------------------------
+def _check_active(args: argparse.Namespace) -> None:
+    from latency.active import STRATEGIES
+    from latency.predictors import predictor_class
+    from spaces.errors import HwnasError, UnknownName
+
+    if args.num is None:
+        raise HwnasError("--active needs -n N, the number of architectures to measure after the "
+                         "initial and held-out ones")
+    for name, least in (("pool", 1), ("initial", predictor_class("mlp").min_train), ("holdout", 2),
+                        ("per_round", 1)):
+        if getattr(args, name) < least:
+            raise HwnasError(f"--{name.replace('_', '-')} must be at least {least}, "
+                             f"got {getattr(args, name)}")
+    if not 0 < args.target <= 1:
+        raise HwnasError(f"--target is a share between 0 and 1, got {args.target}")
+    if args.near_ms is not None and args.near_ms <= 0:
+        raise HwnasError(f"--near-ms must be a positive latency, got {args.near_ms}")
+    if args.choose not in STRATEGIES:
+        raise UnknownName("active-profiling strategy", args.choose, STRATEGIES)
+
+
+def _active(args: argparse.Namespace, space: Any, job: Any, executor: Any, store: Any) -> int:
+    """Measure a random held-out and initial set, then rounds chosen by the ensemble's
+    relative spread, each committed to the store like any profiling group. Stored rows are
+    reused: the choices are deterministic (seeded sampling and training), so re-running
+    after a kill replays them from the store and measures only what is missing."""
+    import numpy as np
+    import torch
+
+    from latency import predictors
+    from latency.active import active_profile
+    from latency.store import shape_key
+    from spaces.errors import HwnasError
+
+    # The small ensemble fits fastest on one thread (here, with the other core busy, a
+    # 400-step fit took 2.1 s on one and 6.5 s on two); profilers set their own while timing.
+    torch.set_num_threads(1)
+    if args.archs:
+        listed = read_archs(space, args.archs)
+        archs = [listed[i] for i in np.random.default_rng(args.seed).permutation(len(listed))]
+    else:
+        archs = space.sample_many(args.holdout + args.initial + args.pool, args.seed)
+    hold, init = archs[:args.holdout], archs[args.holdout:args.holdout + args.initial]
+    pool = archs[args.holdout + args.initial:]
+    if not pool:
+        raise HwnasError(f"no architectures left for the pool after {args.holdout} held-out and "
+                         f"{args.initial} initial ones")
+    reports: list[Any] = []
+    device: dict[str, Any] = {}
+
+    def measure(chosen: list[Any]) -> np.ndarray:
+        strings = [space.to_string(a) for a in chosen]
+        report = _measure(args, executor, job, store, strings)
+        reports.append(report)
+        device.update(next(iter(report.fingerprints.values())))
+        frame = store.frame(space=space.key, device=device["id"], batch=args.batch,
+                            input_shape=job.input_shape)
+        stored = dict(zip(frame["arch"], frame["latency_ms"].astype(float)))
+        return np.array([stored.get(s, np.nan) for s in strings], dtype=np.float64)
+
+    def usable(chosen: list[Any], ms: np.ndarray) -> tuple[list[Any], np.ndarray]:
+        ok = np.isfinite(ms) & (ms > 0)
+        return [a for a, good in zip(chosen, ok) if good], ms[ok]
+
+    measured = measure(hold + init)
+    hold_archs, hold_ms = usable(hold, measured[:len(hold)])
+    init_archs, init_ms = usable(init, measured[len(hold):])
+    if len(hold_archs) < 2 or len(init_archs) < predictors.predictor_class("mlp").min_train:
+        raise HwnasError("too few of the held-out / initial architectures could be measured "
+                         "to start active profiling")
+    print(f"active profiling ({args.choose}) on {device.get('label')}: {len(init_archs)} initial, "
+          f"{len(hold_archs)} held out, budget {args.num} more from a pool of {len(pool)}, "
+          f"{args.per_round} per round, target ±10% share {args.target:.0%}")
+    print(f"{'measured':>8} {'spearman':>9} {'±10%':>6} {'MAPE %':>7} {'seconds':>8}", flush=True)
+
+    def show(r: Any) -> None:
+        print(f"{r.measured:>8} {r.spearman:>9.3f} {r.within10:>6.1%} {r.mape:>7.2f} {r.seconds:>8.1f}",
+              flush=True)
+
+    outcome = active_profile(
+        space, lambda: predictors.create("mlp", space, seed=args.seed), measure, init_archs, init_ms,
+        pool, (hold_archs, hold_ms), batch=args.per_round, budget=args.num,
+        target_within10=args.target, near_ms=args.near_ms, strategy=args.choose, seed=args.seed,
+        on_round=show)
+    now = sum(r.measured for r in reports)
+    before = sum(r.skipped for r in reports)
+    last = outcome.rounds[-1]
+    verdict = "reached" if outcome.reached_target else "did not reach"
+    print(f"{verdict} the ±10% target ({last.within10:.1%} vs {args.target:.0%}) with "
+          f"{len(outcome.archs)} training + {len(hold_archs)} held-out measurements; {now} measured "
+          f"now, {before} already stored, in {store.path}")
+    if args.save:
+        outcome.predictor.set_device(device["id"], device.get("label"), store.fingerprint(device["id"]),
+                                     batch=args.batch, input_shape=shape_key(job.input_shape))
+        print(f"saved the mlp predictor (trained on {len(outcome.archs)}) to "
+              f"{outcome.predictor.save(args.save)}")
+    if args.export:
+        print(f"exported {store.export(args.export)}")
+    for report in reports:
+        report.raise_for_failures()
+    return 0

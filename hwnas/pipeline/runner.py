@@ -245,7 +245,8 @@ class Pipeline:
                 self.space, make_predictor_factory(self.space, self.meter, s.seed),
                 lambda archs: self.meter.measure(archs, "active"), self.sets.train, self.train_ms,
                 self.sets.pool, (self.sets.holdout, self.holdout_ms), batch=s.active_batch,
-                budget=s.active_budget, target_within10=s.target, seed=s.seed, on_round=on_round)
+                budget=s.active_budget, target_within10=s.target, strategy="diverse",
+                seed=s.seed, on_round=on_round)
         finally:
             bar.close()
         self.predictor = outcome.predictor

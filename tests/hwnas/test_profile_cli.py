@@ -137,3 +137,46 @@ def test_import_verb_imports_the_fbnet_table(tmp_path, capsys, shared_data):
     assert len(frame) == 5_000 and set(frame.space) == {"fbnet"}
     assert main(["profile", "--import", str(data_file(HELP_FBNET_LATENCY)), "--db", str(db),
                  "--device", "ort:cpu"]) == 2
+
+
+ACTIVE = ["profile", "--active", "--device", "ort:cpu", *SMALL, "--pool", "20", "--initial", "5",
+          "--holdout", "4", "-n", "4", "--per-round", "2", "--target", "1.0", "--no-progress"]
+
+
+def test_active_profiling_rounds_save_and_resume(tmp_path, capsys):
+    from latency import predictors
+
+    db, saved = tmp_path / "lat.sqlite", tmp_path / "pred.pt"
+    assert main([*ACTIVE, "--db", str(db), "--save", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "measured  spearman" in out
+    rounds = [line.split()[:4] for line in out.splitlines() if line.strip()[:1].isdigit()]
+    measured = [int(r[0]) for r in rounds]
+    assert measured == [5, 7, 9][:len(measured)] and measured  # stops early only at the target
+    total = measured[-1] + 4  # training + held out
+    assert f"{total} measured now, 0 already stored" in out
+    frame = MeasurementStore(db).frame()
+    assert len(frame) == total and frame.arch.is_unique
+    pred = predictors.load(saved, space=spaces.get("nb201", C=4, N=1), device=frame.device_label[0])
+    assert pred.train_size == measured[-1]
+    # re-running replays the same deterministic choices from the store: nothing is measured
+    assert main([*ACTIVE, "--db", str(db)]) == 0
+    again = capsys.readouterr().out
+    assert f"0 measured now, {total} already stored" in again
+    assert [line.split()[:4] for line in again.splitlines() if line.strip()[:1].isdigit()] == rounds
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--initial", "2"], "--initial must be at least 5"),
+    (["--choose", "greedy"], "unknown active-profiling strategy 'greedy'"),
+    (["--target", "1.5"], "--target is a share between 0 and 1"),
+])
+def test_active_profiling_bad_input_is_one_sentence(tmp_path, capsys, extra, message):
+    assert main([*ACTIVE, "--db", str(tmp_path / "lat.sqlite"), *extra]) == 2
+    assert message in _error(capsys)
+
+
+def test_save_needs_active(tmp_path, capsys):
+    assert main(["profile", "--device", "ort:cpu", *SMALL, "-n", "2", "--db", str(tmp_path / "l.sqlite"),
+                 "--save", str(tmp_path / "p.pt")]) == 2
+    assert "--save needs --active" in _error(capsys)
