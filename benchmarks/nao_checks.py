@@ -1,23 +1,27 @@
 """Checks of the NAO engine (hwnas.strategies.nao), printed as tables.
 
-1. Reconstruction, per space: a 100-query NAO search is run (NB201: the
-   tabular evaluator, CIFAR-10 accuracy + gold_6226 latency; fbnet, fbnetv2,
-   nao: a synthetic evaluator, see ``SyntheticEvaluator``); the share of the
-   architectures its controller was trained on that decode back exactly is
-   reported, as left by the search and after one more training round that
-   includes the last batch.
+1. Reconstruction, per space: a NAO search is run (NB201: the tabular
+   evaluator, CIFAR-10 accuracy + gold_6226 latency; fbnet, fbnetv2, nao: a
+   synthetic evaluator, see ``SyntheticEvaluator``) until its controller's
+   last training round is on 100 seen architectures; the share of them that
+   decode back exactly is reported, and for scale the share of unseen random
+   architectures that do (the autoencoder's generalisation, no target).
 2. Latency head, per space: the controller is trained as a search trains it
    (initial round, same options) on 100 random architectures, and the
    Spearman rank correlation of the cost head on held-out ones is reported.
    NB201 and FBNet use the HELP tables' gold_6226 latencies; fbnetv2 and nao
    have no latency table, so MACs (counted on the built network) stand in
-   for latency there, as the output says.
+   for latency there, as the output says. For scale, the Spearman of a ridge
+   regression on one-hot choices with the same split is printed beside it.
 3. Budget sweep, NB201: from the 20 most accurate of 100 trained-on
    architectures, embeddings move up ``acc - penalty * hinge(lat, T)`` for
    several budgets T; the mean *true* (table) latency and accuracy of the
-   decoded architectures is reported per budget.
+   decoded architectures is reported per budget, with the strategy's default
+   (``walk``: a new arch counts once its predicted latency meets T) and with
+   NAO's rule (the first new arch along the step).
 4. Optional (``--efficiency-seeds N``): benchmarks/search_efficiency.py with
-   nao and evolution, nao registered in-process (no file of the registry changes).
+   nao and evolution only, into benchmarks/results/nao_checks/ (a quick
+   comparison while tuning; the full table is search_efficiency.py's own).
 
 Usage:  python benchmarks/nao_checks.py [--quick] [--efficiency-seeds 30]
 """
@@ -38,7 +42,7 @@ from scipy.stats import spearmanr
 import spaces
 from hwnas.evaluators.base import Evaluator
 from hwnas.objectives import parse_objectives
-from hwnas.strategies.nao import NAOModel, NAOStrategy, make_score, propose
+from hwnas.strategies.nao import NAOModel, NAOStrategy, make_score, make_overshoot, propose
 from hwnas.strategies.nao.data import Scaler, token_matrix
 from spaces import Arch, Space
 
@@ -91,9 +95,23 @@ def _exact(model: NAOModel, space: Space, archs: list[Arch]) -> float:
     return float((model.reconstruct(tokens) == tokens).all(dim=1).float().mean())
 
 
+def _train_as_search(model: NAOModel, space: Space, archs: list[Arch], y: np.ndarray,
+                     d: NAOStrategy) -> None:
+    """A search's first training round: ``init_epochs``, then more rounds of ``epochs``
+    until ``exact`` of ``archs`` decode back (at most ``extra_epochs`` more)."""
+    tokens, fit = token_matrix(space, archs), dict(
+        lr=d.lr, generator=torch.Generator().manual_seed(0),
+        unlabeled=token_matrix(space, space.sample_many(d.unlabeled, 1)))
+    model.fit(tokens, y, d.init_epochs, (d.lam, d.mu), **fit)
+    model.fit_until_exact(tokens, y, d.epochs, (d.lam, d.mu), d.exact, d.extra_epochs, **fit)
+
+
 # ---- 1. reconstruction -------------------------------------------------------------------
 
-def check_reconstruction(queries: int) -> pd.DataFrame:
+def check_reconstruction(queries: int, unseen: int = 500) -> pd.DataFrame:
+    """The search runs ``queries + batch_size`` queries, so its last training round is
+    on exactly ``queries`` seen architectures (anytime: the same controller a
+    ``queries`` run would train next)."""
     rows = []
     objectives = parse_objectives(["accuracy", "latency_ms"])
     for name in SPACES:
@@ -101,21 +119,14 @@ def check_reconstruction(queries: int) -> pd.DataFrame:
         ev = _tabular(space) if name == "nb201" else SyntheticEvaluator(space)
         strategy = NAOStrategy(seed=0)
         start = time.perf_counter()
-        result = strategy.run(space, ev, objectives, queries)
+        strategy.run(space, ev, objectives, queries + strategy.batch_size)
         seconds = time.perf_counter() - start
         model, trained = strategy.model, strategy.trained_on
-        as_left = _exact(model, space, trained)
-        seen = [space.from_string(s) for s in result.history["arch"]]
-        metrics = pd.DataFrame(ev.evaluate_many(seen))
-        sq = Scaler.fit(metrics["accuracy"].to_numpy(), log=False)
-        sc = Scaler.fit(metrics["latency_ms"].to_numpy(), log=True)
-        y = np.column_stack([sq.transform(metrics["accuracy"]), sc.transform(metrics["latency_ms"])])
-        model.fit(token_matrix(space, seen), y, strategy.epochs, (strategy.lam, strategy.mu),
-                  lr=strategy.lr, generator=torch.Generator().manual_seed(1),
-                  unlabeled=token_matrix(space, space.sample_many(strategy.unlabeled, 1)))
-        rows.append({"space": name, "evaluator": ev.name, "trained on": len(trained),
-                     "exact (as left by search)": f"{100 * as_left:.1f}%",
-                     "seen": len(seen), "exact (one more round)": f"{100 * _exact(model, space, seen):.1f}%",
+        others = [a for a in space.sample_many(unseen, 11) if a not in set(trained)]
+        rows.append({"space": name, "evaluator": ev.name, "tokens": len(space.decisions),
+                     "trained on": len(trained), "exact": f"{100 * _exact(model, space, trained):.1f}%",
+                     "unseen random": len(others),
+                     "exact (unseen)": f"{100 * _exact(model, space, others):.1f}%",
                      "search s": f"{seconds:.1f}"})
         print(f"  reconstruction {name}: {rows[-1]}", file=sys.stderr)
     return pd.DataFrame(rows)
@@ -139,6 +150,22 @@ def _latency_data(name: str, space: Space, n_train: int, n_test: int, seed: int 
     return archs, np.array([space.cost(a).macs for a in archs], float), "MACs (stand-in: no latency table)"
 
 
+def _ridge_spearman(space: Space, train: list[Arch], test: list[Arch], cost: np.ndarray) -> float:
+    """Spearman of a ridge regression of log cost on one-hot choices (same split): a
+    reference for how hard the target is with this many samples, not a NAO figure."""
+    from sklearn.linear_model import RidgeCV
+
+    def onehot(archs: list[Arch]) -> np.ndarray:
+        x = np.zeros((len(archs), space.num_options))
+        for row, a in enumerate(archs):
+            x[row, space.tokens(a)] = 1.0
+        return x
+
+    y = np.log(cost)
+    fit = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(onehot(train), y[:len(train)])
+    return float(spearmanr(fit.predict(onehot(test)), y[len(train):])[0])
+
+
 def check_latency_head(n_train: int, n_test: dict[str, int]) -> pd.DataFrame:
     rows = []
     defaults = NAOStrategy()
@@ -153,12 +180,11 @@ def check_latency_head(n_train: int, n_test: dict[str, int]) -> pd.DataFrame:
         y = np.column_stack([sq.transform(quality[train]), sc.transform(cost[train])])
         torch.manual_seed(0)
         model = NAOModel.for_space(space, 2, defaults.hidden)
-        model.fit(token_matrix(space, archs[train]), y, defaults.init_epochs, (defaults.lam, defaults.mu),
-                  lr=defaults.lr, generator=torch.Generator().manual_seed(0),
-                  unlabeled=token_matrix(space, space.sample_many(defaults.unlabeled, 1)))
+        _train_as_search(model, space, archs[train], y, defaults)
         pred = model.predict(token_matrix(space, archs[test])).numpy()
         rows.append({"space": name, "target": what, "train": n_train, "held out": len(archs[test]),
                      "Spearman cost head": f"{spearmanr(pred[:, 1], cost[test])[0]:.3f}",
+                     "(ridge on one-hot)": f"{_ridge_spearman(space, archs[train], archs[test], cost):.3f}",
                      "Spearman quality head": f"{spearmanr(pred[:, 0], quality[test])[0]:.3f}",
                      "quality": "NB201 CIFAR-10 acc" if name == "nb201" else "synthetic"})
         print(f"  latency head {name}: {rows[-1]}", file=sys.stderr)
@@ -167,7 +193,9 @@ def check_latency_head(n_train: int, n_test: dict[str, int]) -> pd.DataFrame:
 
 # ---- 3. budget sweep ---------------------------------------------------------------------
 
-def check_budget_sweep(n_train: int = 100, n_seeds: int = 20) -> pd.DataFrame:
+def check_budget_sweep(n_train: int = 100, n_seeds: int = 20, walk: bool = True) -> pd.DataFrame:
+    """``walk``: the strategy's default (a new arch counts once its predicted latency meets
+    the budget); False: NAO's rule (the first new arch along the step)."""
     space = spaces.get("nb201")
     ev = _tabular(space)
     archs = space.sample_many(n_train, 7)
@@ -178,9 +206,7 @@ def check_budget_sweep(n_train: int = 100, n_seeds: int = 20) -> pd.DataFrame:
     d = NAOStrategy()
     torch.manual_seed(0)
     model = NAOModel.for_space(space, 2, d.hidden)
-    model.fit(token_matrix(space, archs), y, d.init_epochs, (d.lam, d.mu), lr=d.lr,
-              generator=torch.Generator().manual_seed(0),
-              unlabeled=token_matrix(space, space.sample_many(d.unlabeled, 1)))
+    _train_as_search(model, space, archs, y, d)
     seeds = [archs[i] for i in np.argsort(-m["accuracy"].to_numpy())[:n_seeds]]
     seed_m = pd.DataFrame(ev.evaluate_many(seeds))
     rows = [{"budget ms": "(seeds)", "decoded": len(seeds),
@@ -191,7 +217,8 @@ def check_budget_sweep(n_train: int = 100, n_seeds: int = 20) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             score = make_score(0, 1, sc, float(T), d.penalty, "hinge")
-        props = propose(model, space, seeds, score, set(archs), d.eta, d.max_steps, 1)
+        checks = [make_overshoot(1, sc, float(T)) if walk else None] * len(seeds)
+        props = propose(model, space, seeds, score, set(archs), d.eta, d.max_steps, 1, checks)
         got = pd.DataFrame(ev.evaluate_many([p.arch for p in props]))
         rows.append({"budget ms": f"{T:.2f}", "decoded": len(props),
                      "mean true latency ms": f"{got['latency_ms'].mean():.2f}",
@@ -206,12 +233,8 @@ def run_search_efficiency(seeds: int, jobs: int, queries: str = "100,300") -> No
     sys.path.insert(0, "benchmarks")
     import search_efficiency
 
-    from hwnas import strategies
-
-    if "nao" not in strategies.names():  # until the registry lists it (forked workers inherit it)
-        strategies.register("nao", "hwnas.strategies.nao:NAOStrategy")
     search_efficiency.main(["--seeds", str(seeds), "--strategies", "nao,evolution", "--queries", queries,
-                            "--jobs", str(jobs), "--out", "benchmarks/results/nao"])
+                            "--jobs", str(jobs), "--out", "benchmarks/results/nao_checks"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
 
-    print("1. Reconstruction after a 100-query NAO search (default options, seed 0)")
+    print("1. Reconstruction: a NAO search's controller after training on 100 seen archs "
+          "(default options, seed 0)")
     print(check_reconstruction(100).to_string(index=False))
     held = {"nb201": 1000, "fbnet": 1000, "fbnetv2": 100 if args.quick else 300,
             "nao": 50 if args.quick else 150}
@@ -233,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print(check_latency_head(100, held).to_string(index=False))
     print(f"\n3. NB201, {DEVICE}: budget -> decoded architectures (20 most accurate of 100 as seeds, "
           f"hinge loss, penalty {NAOStrategy().penalty:g})")
+    print("  a new arch counts once its predicted latency meets the budget (the default, walk):")
     print(check_budget_sweep().to_string(index=False))
+    print("  NAO's rule, the first new arch along the step (walk=False):")
+    print(check_budget_sweep(walk=False).to_string(index=False))
     if args.efficiency_seeds:
         print("\n4. Search efficiency (benchmarks/search_efficiency.py, nao vs evolution)")
         run_search_efficiency(args.efficiency_seeds, args.jobs, args.efficiency_queries)

@@ -14,8 +14,9 @@ of the front count. Score = HV(front found) / HV(true front), both in that
 normalised space.
 
 Strategies: hwnas random, evolution (regularized, rank + crowding), dpp
-(predictor-guided progressive), and Optuna's NSGA-II sampler (benchmark-only
-dependency). A query is one distinct architecture evaluated; an architecture
+(predictor-guided progressive), nao (Neural Architecture Optimization, gradient
+step in a learned embedding space), and Optuna's NSGA-II sampler
+(benchmark-only dependency). A query is one distinct architecture evaluated; an architecture
 proposed again is answered from memory and not counted, for every strategy
 (Optuna's duplicate trials included). Each run uses the largest budget and
 the score at a smaller budget is read from its first queries, which is exact
@@ -29,9 +30,15 @@ regret = best feasible accuracy in the space - best feasible accuracy found
 with MONAS's constraint reward, dpp with the budget as a constraint).
 
 Finished runs are appended to ``OUT/search_efficiency_runs.jsonl``; re-running
-the script skips them (an interrupted benchmark resumes).
+the script skips them (an interrupted benchmark resumes). The tables and the
+plot are always written from *every* stored run with the same largest budget,
+devices and seed range, not only the strategies asked for, so one strategy can
+be (re-)run alone and merged with the others' stored runs:
+``--strategies nao`` adds nao's missing runs; ``--strategies nao --rerun``
+first drops nao's stored runs (after a change to nao) and runs them again.
 
 Usage:  python benchmarks/search_efficiency.py [--seeds 30] [--queries 100,300] [--jobs 2] [--constrained]
+        python benchmarks/search_efficiency.py --strategies nao [--rerun] --jobs 1
 """
 
 from __future__ import annotations
@@ -132,8 +139,9 @@ def run_nsga2(device: str, seed: int, queries: int) -> list[int]:
 
 
 _TABLES: dict[str, np.ndarray] | None = None
-_ORDER = {"random": 0, "nsga2": 1, "evolution": 2, "dpp": 3, "evolution (constrained)": 4,
-          "dpp (constrained)": 5}
+_ORDER = {"random": 0, "nsga2": 1, "evolution": 2, "dpp": 3, "nao": 4, "evolution (constrained)": 5,
+          "dpp (constrained)": 6}
+EXPENSIVE = ("dpp", "nao")  # run last, so the cheap strategies' figures come first
 
 
 def _task(args: tuple) -> tuple:
@@ -153,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--queries", default="100,300")
-    parser.add_argument("--strategies", default="random,evolution,dpp,nsga2")
+    parser.add_argument("--strategies", default="random,evolution,dpp,nsga2,nao")
     parser.add_argument("--devices", default=",".join(DEVICES))
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)))
     parser.add_argument("--constrained", action="store_true",
                         help="also run evolution/dpp in single-objective constrained mode")
+    parser.add_argument("--rerun", action="store_true",
+                        help="drop the stored runs of the listed strategies and run them again")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
 
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               f"true front HV {p.true_hv:.4f}; latency budget T = median = {p.T:.3f} ms, "
               f"best feasible accuracy {p.best_feasible:.2f} %")
 
-    cheap_first = sorted(names, key=lambda n: n == "dpp")
+    cheap_first = sorted(names, key=lambda n: n in EXPENSIVE)
     tasks = [(s, d, seed, qmax, False) for s in cheap_first for d in devices for seed in range(args.seeds)]
     if args.constrained:
         tasks += [(s, d, seed, qmax, True) for s in ("evolution", "dpp") if s in names
@@ -183,14 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # Every finished run is appended here, so an interrupted benchmark resumes where it stopped.
     log = out / "search_efficiency_runs.jsonl"
-    done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                done[(r["strategy"], r["device"], r["seed"], r["queries"], r["constrained"])] = r
-            except (ValueError, KeyError):
-                continue
+    done = _load_runs(log)
+    if args.rerun:
+        done = {k: r for k, r in done.items() if k[0] not in names}
+        _rewrite_runs(log, done.values())
     todo = [t for t in tasks if t not in done]
     print(f"{len(tasks)} runs, {len(tasks) - len(todo)} already in {log}", file=sys.stderr)
     start = time.perf_counter()
@@ -203,8 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             fh.flush()
             if (k + 1) % 20 == 0:
                 print(f"  {k + 1}/{len(todo)} runs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    # every stored run of this setting, whichever strategies were asked for this time
+    asked = set(tasks)
+    stored = [k for k in done if k[3] == qmax and k[1] in devices and k[2] < args.seeds
+              and (args.constrained or not k[4]) and k not in asked]
     rows = []
-    for t in tasks:
+    for t in tasks + stored:
         r = done[t]
         s, d, seed, _, cons = t
         p, idx = problems[d], r["idx"]
@@ -244,6 +254,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/search_efficiency_summary.csv, search_efficiency_runs.csv, "
           f"search_efficiency.png ({time.perf_counter() - start:.0f} s)")
     return 0
+
+
+def _load_runs(log: Path) -> dict[tuple, dict]:
+    """Stored runs keyed by (strategy, device, seed, queries, constrained); the last line wins."""
+    done: dict[tuple, dict] = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[(r["strategy"], r["device"], r["seed"], r["queries"], r["constrained"])] = r
+            except (ValueError, KeyError):
+                continue
+    return done
+
+
+def _rewrite_runs(log: Path, runs) -> None:
+    """Replace the log by ``runs`` (atomically: a kill leaves the old or the new file)."""
+    tmp = log.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    tmp.replace(log)
 
 
 def _plot(frame: pd.DataFrame, devices: list[str], path: Path) -> None:

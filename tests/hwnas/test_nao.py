@@ -11,7 +11,8 @@ import torch
 import spaces
 from hwnas.objectives import parse_objectives
 from hwnas.strategies.nao import (BadOption, BudgetOutOfRange, EmptyPopulation, NAOModel,
-                                  NAOStrategy, UnsupportedSpace, make_score, propose)
+                                  NAOStrategy, UnsupportedSpace, make_overshoot, make_score,
+                                  propose)
 from hwnas.strategies.nao.data import Scaler, augmented, check_space, token_matrix, tokens_to_archs
 from hwnas.strategies.nao.optimise import gradient, moved_predictions, repair
 from spaces import Arch
@@ -104,6 +105,22 @@ def test_reconstruction_of_a_tiny_set_after_brief_training():
     assert parts["nll"] < 0.1
 
 
+def test_fit_until_exact_trains_on_only_while_reconstruction_is_short():
+    space = spaces.get("fbnet")  # 22 tokens: a few epochs do not reconstruct
+    archs = space.sample_many(16, 2)
+    tokens, y = token_matrix(space, archs), np.zeros((16, 1))
+    torch.manual_seed(0)
+    model = NAOModel.for_space(space, targets=1, hidden_size=32)
+    fit = dict(batch_size=16, lr=1e-2, generator=_gen())
+    model.fit(tokens, y, 5, (1.0,), **fit)
+    assert model.exact_share(tokens) < 0.5
+    added = model.fit_until_exact(tokens, y, 10, (1.0,), exact=1.0, extra_epochs=200, **fit)
+    assert 0 < added <= 200 and added % 10 == 0 and model.exact_share(tokens) == 1.0
+    assert model.fit_until_exact(tokens, y, 10, (1.0,), exact=1.0, extra_epochs=200, **fit) == 0
+    fresh = NAOModel.for_space(space, targets=1, hidden_size=32)
+    assert fresh.fit_until_exact(tokens, y, 10, (1.0,), exact=1.0, extra_epochs=0, **fit) == 0
+
+
 def test_training_is_reproducible_with_a_seeded_generator():
     space = spaces.get("fbnetv2")
     tokens = token_matrix(space, space.sample_many(12, 0))
@@ -158,6 +175,27 @@ def test_propose_returns_new_distinct_archs_and_rejects_no_seeds():
         propose(model, space, [], score, known=set())
 
 
+def test_walking_until_the_budget_is_met_goes_further_for_tighter_budgets():
+    space = spaces.get("nb201")
+    archs, ms, scaler, model = _latency_model(space)
+    seeds = [archs[i] for i in np.argsort(-ms)[:12]]  # the slowest
+
+    def predicted(props):
+        return scaler.inverse_np(model.predict(token_matrix(space, [p.arch for p in props]))[:, 0].numpy())
+
+    mean_pred = []
+    for budget in np.quantile(ms, [0.1, 0.5]):
+        score = make_score(None, 0, scaler, float(budget), weight=1.0, form="hinge")
+        checks = [make_overshoot(0, scaler, float(budget))] * len(seeds)
+        walked = propose(model, space, seeds, score, set(archs), eta=0.05, max_steps=40, overshoot=checks)
+        first = propose(model, space, seeds, score, set(archs), eta=0.05, max_steps=40)  # NAO's rule
+        assert len(walked) == len(seeds)  # a seed that cannot meet it gives the closest it met
+        assert (predicted(walked) <= budget).mean() > (predicted(first) <= budget).mean()
+        assert predicted(walked).mean() < predicted(first).mean()
+        mean_pred.append(predicted(walked).mean())
+    assert mean_pred[0] < mean_pred[1]
+
+
 def test_budget_outside_the_trained_range_warns_with_the_range():
     scaler = Scaler.fit(np.array([2.0, 5.0, 9.0]), log=True)
     with pytest.warns(BudgetOutOfRange, match="2 to 9"):
@@ -203,6 +241,8 @@ def test_bad_input_raises_specific_errors():
         NAOStrategy(init=0)
     with pytest.raises(BadOption, match="form"):
         NAOStrategy(form="quadratic")
+    with pytest.raises(BadOption, match="exact"):
+        NAOStrategy(exact=1.5)
     assert issubclass(BadOption, HwnasError) and issubclass(UnsupportedSpace, HwnasError)
 
 

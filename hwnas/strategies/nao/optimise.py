@@ -68,6 +68,18 @@ def make_score(quality: int | None, cost: int | None, scaler: Scaler | None = No
     return score
 
 
+Overshoot = Callable[[torch.Tensor], torch.Tensor]
+
+
+def make_overshoot(cost: int, scaler: Scaler, budget: float) -> Overshoot:
+    """``(batch, targets)`` scaled predictions -> (batch,) predicted cost / ``budget`` - 1
+    (<= 0: within the budget)."""
+    def overshoot(preds: torch.Tensor) -> torch.Tensor:
+        return scaler.inverse(preds[:, cost]) / budget - 1.0
+
+    return overshoot
+
+
 def gradient(model: NAOModel, tokens: torch.Tensor, score: ScoreFn) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder states of ``tokens`` and d(score)/d(states), one row per sequence."""
     model.eval()
@@ -131,7 +143,7 @@ class Proposal:
 
 def propose(model: NAOModel, space: Space, seeds: Sequence[Arch], score: "ScoreFn | Sequence[ScoreFn]",
             known: Collection[Arch], eta: float = 1.0, max_steps: int = 20,
-            per_seed: int = 1) -> list[Proposal]:
+            per_seed: int = 1, overshoot: "Sequence[Overshoot | None] | None" = None) -> list[Proposal]:
     """Up to ``per_seed`` new architectures per seed, the first ones met along
     ``eta, 2 eta, ...`` (NAO's increasing-step loop takes one).
 
@@ -141,6 +153,12 @@ def propose(model: NAOModel, space: Space, seeds: Sequence[Arch], score: "ScoreF
     same architecture. Seeds whose decoding stays known up to ``max_steps *
     eta`` give fewer or none. Proposals come seed by seed, each seed's in step
     order (smallest step first).
+
+    ``overshoot`` (one per seed, None = no budget): a new architecture counts
+    only once its predicted cost (re-encoded) meets the seed's budget, so a
+    tighter budget walks further; a seed short of proposals after
+    ``max_steps`` takes the new ones met that came closest (smallest predicted
+    overshoot), so it still gives something. Without budgets this is NAO's rule.
     """
     if not seeds:
         raise EmptyPopulation("NAO's optimisation step needs at least one seed architecture")
@@ -160,17 +178,34 @@ def propose(model: NAOModel, space: Space, seeds: Sequence[Arch], score: "ScoreF
             states = torch.zeros(len(seeds), *st.shape[1:])
             grads = torch.zeros_like(states)
         states[rows], grads[rows] = st, direction(g)
+    checks = list(overshoot) if overshoot is not None else [None] * len(seeds)
+    if len(checks) != len(seeds):
+        raise BadOption(f"got {len(checks)} budget checks for {len(seeds)} seeds")
     taken = set(known)
     found: list[list[Proposal]] = [[] for _ in seeds]
+    closest: list[list[tuple[float, int, Proposal]]] = [[] for _ in seeds]  # over budget
     for k in range(1, max_steps + 1):
         todo = [i for i in range(len(seeds)) if len(found[i]) < per_seed]
         if not todo:
             break
         step = eta * k
         decoded, log_probs = model.decode_states(states[todo] + step * grads[todo])
-        for row, i in enumerate(todo):
-            arch = repair(space, decoded[row], log_probs[row])
-            if arch is not None and arch not in taken:
+        new = {i: a for i, a in ((i, repair(space, decoded[row], log_probs[row]))
+                                 for row, i in enumerate(todo)) if a is not None and a not in taken}
+        checked = [i for i in new if checks[i] is not None]
+        if checked:
+            over = model.predict(token_matrix(space, [new[i] for i in checked]))
+            for row, i in enumerate(checked):
+                value = float(checks[i](over[row:row + 1])[0])
+                if value > 0:
+                    closest[i].append((value, k, Proposal(new.pop(i), seeds[i], step, i)))
+        for i, arch in new.items():
+            if arch not in taken:  # two seeds may decode the same arch in one step
                 taken.add(arch)
                 found[i].append(Proposal(arch, seeds[i], step, i))
+    for i in range(len(seeds)):  # budget never met: the closest new ones
+        for _, _, prop in sorted(closest[i], key=lambda c: c[:2]):
+            if len(found[i]) < per_seed and prop.arch not in taken:
+                taken.add(prop.arch)
+                found[i].append(prop)
     return [p for props in found for p in props]
