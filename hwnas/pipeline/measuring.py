@@ -38,9 +38,7 @@ class DeviceMeter:
         try:
             self.fingerprint = dict(profiler.fingerprint())
         finally:
-            close = getattr(profiler, "close", None)
-            if callable(close):
-                close()
+            profiler.close()  # every Profiler has one (devices.base)
         self.device_id = str(self.fingerprint["id"])
         self.label = str(self.fingerprint.get("label") or device)
 

@@ -421,9 +421,7 @@ class Pipeline:
                              "measured_ms": row.latency_ms, "predicted_ms": row.predicted_ms,
                              "macs": row.macs, "params": row.params, "onnx": str(target)})
         finally:
-            close = getattr(profiler, "close", None)
-            if callable(close):
-                close()
+            profiler.close()  # every Profiler has one (devices.base)
         self.front = pd.DataFrame(rows, columns=list(FRONT_COLUMNS))
         self.run_dir.write_front(self.front)
         plots.plot_front(table, objectives, self.run_dir / "pareto.png",
