@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--block-ms", type=float, nargs="+", default=[1.0], metavar="MS",
+                   help="minimum duration of one timed sample (k back-to-back calls); 0 = single "
+                        "calls; several values are compared in one run (default 1.0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exporters", type=int, default=2, metavar="K",
                    help="time the legacy vs dynamo ONNX exporter on K fbnet archs (0: skip)")
@@ -196,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
-    plan = TimingPlan(threads=args.threads, rounds=args.rounds, calls=args.calls)
-    print(f"plan: {plan}")
+    plans = {b: TimingPlan(threads=args.threads, rounds=args.rounds, calls=args.calls, block_ms=b)
+             for b in args.block_ms}
+    plan = plans[args.block_ms[0]]
+    print(f"plan: {plan}; block_ms {', '.join(map(str, args.block_ms))}")
+    import os
+
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[str, Any] = {"plan": plan.__dict__, "args": {k: str(v) for k, v in vars(args).items()},
                                "runs": []}
     stability, speed = [], []
@@ -209,22 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.devices:
             profiler = devices.get(spec, plan=plan)
             print(f"{space.key} on {profiler.label} [{profiler.fingerprint_id}]", flush=True)
-            for protocol in args.protocols:
+            for protocol, block in [(p, b) for p in args.protocols for b in args.block_ms]:
+                profiler.plan = plans[block]
                 first = measure_pass(profiler, space, archs, modules, protocol, args.group)
                 second = measure_pass(profiler, space, archs, modules, protocol, args.group)
-                key = {"space": space.key, "device": spec, "protocol": protocol}
+                key = {"space": space.key, "device": spec, "protocol": protocol, "block ms": block,
+                       "k": int(np.median([m.block_calls for m in first.measurements]))}
                 for clock in ("wall", "cpu"):
                     stability.append({**key, **summarise(first, second, clock)})
                 speed.append({**key, **throughput(first, True)})
                 speed.append({**key, **throughput(second, False)})
-                if protocol == args.protocols[0]:
+                if protocol == args.protocols[0] and block == args.block_ms[0]:
                     for clock in ("wall", "cpu"):
                         latencies[(space.key, spec, clock)] = [
                             statistic_of(m.samples_of(clock), "p10") for m in first.measurements]
                 results["runs"].append({**key, "archs": [space.to_string(a) for a in archs],
                                         "pass1": [m.to_dict() for m in first.measurements],
                                         "pass2": [m.to_dict() for m in second.measurements]})
-                print(f"  {protocol}: p10 within 5%: {stability[-2]['p10 <5%']:.0%} (wall clock), "
+                print(f"  {protocol}, block {block} ms: p10 within 5%: {stability[-2]['p10 <5%']:.0%} (wall clock), "
                       f"{stability[-1]['p10 <5%']:.0%} (cpu clock); drift-corrected "
                       f"{stability[-2].get('p10/ref <5%', float('nan')):.0%} (wall); "
                       f"{first.wall_s + second.wall_s:.0f} s", flush=True)
@@ -233,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(stability)
     print("\nSpread (medians over archs; CV = std/mean, robust CV = IQR/1.349/median, round CV = "
           "between-round spread of p10):")
-    spread = ["space", "device", "protocol", "clock", "n", "p10 ms", "CV", "robust CV", "round CV"]
+    spread = ["space", "device", "protocol", "block ms", "k", "clock", "n", "p10 ms", "CV",
+              "robust CV", "round CV"]
     print(table[spread + [c for c in ("ref drift",) if c in table]].to_string(index=False, **fmt))
     print("\nReproducibility (share of archs whose pass-2 value is within 5% / 2% of pass 1):")
     share = [c for c in table.columns if c.endswith("%")]
-    print(table[["space", "device", "protocol", "clock", *share]].to_string(index=False, **fmt))
+    print(table[["space", "device", "protocol", "block ms", "clock", *share]].to_string(index=False, **fmt))
     ratios = []
     for space_name, clock in sorted({(k[0], k[2]) for k in latencies}):
         ort_ms, torch_ms = (latencies.get((space_name, d, clock)) for d in ("ort:cpu", "torch:cpu"))
@@ -257,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         results["exporters"] = rows
     results["stability"], results["throughput"], results["ratios"] = stability, speed, ratios
+    print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(results, default=str))
         print(f"\nwrote {args.json}")

@@ -46,6 +46,7 @@ class Profiler(ABC):
     backend: str = ""
     target: str = ""
     uses_gpu: bool = False
+    measures_onnx: bool = False  # can time an ONNX model's own bytes (a file that ships)
 
     def __init__(self, index: int | None = None, plan: TimingPlan | None = None,
                  precision: str = "fp32", **settings: Any) -> None:
@@ -90,6 +91,8 @@ class Profiler(ABC):
                 fp["threads"] = self.plan.threads
                 fp["clock"] = self.plan.clock
                 fp["malloc"] = self.malloc
+            # what a stored number means: the statistic of blocks at least this long
+            fp["timing"] = {"statistic": self.plan.statistic, "block_ms": self.plan.block_ms}
             fp.update(self._fingerprint_fields())
             fp["id"] = fingerprint_id(fp)
             fp["label"] = self._label(fp)
@@ -125,18 +128,46 @@ class Profiler(ABC):
         """Process-wide settings held while preparing and timing (e.g. torch threads)."""
         yield
 
-    def measure(self, module: "torch.nn.Module", input_shape: Sequence[int],  # noqa: F821
-                batch: int = 1) -> Measurement:
-        """Time one network (see :mod:`devices.timing` for the protocol)."""
-        return self.measure_many([module], input_shape, batch)[0]
+    def _prepare_onnx(self, model: bytes, input_shape: tuple[int, ...], batch: int) -> Runner:
+        """Like ``_prepare`` for an ONNX model's bytes; only backends that run ONNX have it."""
+        raise InvalidSetting(f"{self.spec} times torch modules, not ONNX files; time an ONNX "
+                             f"file on an ONNX Runtime device such as ort:cpu")
 
-    def measure_many(self, modules: Sequence["torch.nn.Module"], input_shape: Sequence[int],  # noqa: F821
+    def _prepare_network(self, network: Any, shape: tuple[int, ...], batch: int) -> Runner:
+        from devices.onnx_export import is_onnx, onnx_bytes
+
+        if is_onnx(network):
+            if not self.measures_onnx:
+                return self._prepare_onnx(b"", shape, batch)  # raises: says what to use
+            return self._prepare_onnx(onnx_bytes(network), shape, batch)
+        if not callable(getattr(network, "forward", None)):
+            raise InvalidSetting(f"{self.spec} measures a torch.nn.Module or an ONNX model (a "
+                                 f".onnx path, its bytes or an onnx.ModelProto), not "
+                                 f"{type(network).__name__}")
+        return self._prepare(network, shape, batch)
+
+    def measure(self, network: Any, input_shape: Sequence[int] | None = None,
+                batch: int = 1) -> Measurement:
+        """Time one network (see :mod:`devices.timing` for the protocol): an ``nn.Module``,
+        or on backends with ``measures_onnx`` an ONNX model -- its path, bytes or proto --
+        whose input shape is read from the file when not given."""
+        return self.measure_many([network], input_shape, batch)[0]
+
+    def measure_many(self, modules: Sequence[Any], input_shape: Sequence[int] | None = None,
                      batch: int = 1,
                      on_turn: Callable[[int, int], None] | None = None) -> list[Measurement]:
-        """Time a batch of networks in interleaved rounds; one Measurement per module, in order.
+        """Time a batch of networks in interleaved rounds; one Measurement per network, in order.
 
-        ``input_shape`` excludes the batch dimension, e.g. ``(3, 32, 32)``.
+        ``input_shape`` excludes the batch dimension, e.g. ``(3, 32, 32)``; for ONNX models
+        it may be None (read from the first model's input).
         """
+        if input_shape is None:
+            from devices.onnx_export import is_onnx, onnx_bytes, onnx_input_shape
+
+            first = modules[0] if modules else None
+            if first is None or not is_onnx(first):
+                raise InvalidSetting("give the input shape (without the batch) of the networks")
+            input_shape = onnx_input_shape(onnx_bytes(first))
         shape = tuple(int(d) for d in input_shape)
         if batch < 1:
             raise InvalidSetting(f"batch must be at least 1, got {batch}")
@@ -150,7 +181,7 @@ class Profiler(ABC):
             try:
                 for module in modules:
                     start = time.perf_counter()
-                    runners.append(self._prepare(module, shape, batch))
+                    runners.append(self._prepare_network(module, shape, batch))
                     setup.append(time.perf_counter() - start)
                 # the reference is an image network: only image-shaped inputs get one
                 use_reference = self.plan.reference and len(shape) == 3
@@ -190,4 +221,4 @@ class Profiler(ABC):
             warmup_iters=raw.warmup_iters, warmup_s=raw.warmup_s, clock=reported,
             aux_rounds_ms={k: v for k, v in clocks.items() if k != reported}, device=self.spec,
             threads=self.plan.threads, precision=self.precision, setup_s=setup_s,
-            timing_s=raw.timing_s, reference_ms=reference_ms)
+            timing_s=raw.timing_s, reference_ms=reference_ms, block_calls=raw.block_calls)

@@ -48,7 +48,8 @@ def statistic_of(samples: Sequence[float] | np.ndarray, name: str) -> float:
 class Measurement:
     """Timing of one network at one batch size and input shape on one device.
 
-    ``samples_ms`` are per-call latencies of the whole batch, pooled over
+    ``samples_ms`` are per-call latencies of the whole batch (each the mean of a
+    block of ``block_calls`` back-to-back calls, see :mod:`devices.timing`), pooled over
     ``rounds`` interleaved rounds (see :mod:`devices.timing`), read from
     ``clock``: ``wall`` (perf_counter, or CUDA events on GPU) or ``cpu`` (the
     calling thread's CPU time, which a shared machine's other processes cannot
@@ -89,6 +90,7 @@ class Measurement:
     setup_s: float = 0.0
     timing_s: float = 0.0
     reference_ms: float | None = None  # the group's reference network (devices.reference)
+    block_calls: int = 1  # calls per sample: each sample is the mean of a block of this many
     aux_samples_ms: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -151,4 +153,5 @@ class Measurement:
     def __repr__(self) -> str:
         return (f"Measurement({self.latency_ms:.3f} ms {self.statistic}, median {self.median_ms:.3f}, "
                 f"cv {self.cv:.1%}, {self.clock} clock, n={self.n_samples}, batch {self.batch}, "
-                f"input {'x'.join(map(str, self.input_shape))}, {self.device})")
+                f"input {'x'.join(map(str, self.input_shape))}, blocks of {self.block_calls}, "
+                f"{self.device})")

@@ -96,6 +96,13 @@ class _OrtCPURunner:
         self.session.run(self.outputs, self.feeds)
         return (time.perf_counter() - start) * 1e3
 
+    def time_block(self, k: int) -> float:
+        run, outputs, feeds = self.session.run, self.outputs, self.feeds
+        start = time.perf_counter()
+        for _ in range(k):
+            run(outputs, feeds)
+        return (time.perf_counter() - start) * 1e3
+
     def close(self) -> None:
         self.session = self.feeds = None
 
@@ -128,6 +135,13 @@ class _OrtIOBindingRunner:
         self.binding.synchronize_outputs()
         return (time.perf_counter() - start) * 1e3
 
+    def time_block(self, k: int) -> float:
+        start = time.perf_counter()
+        for _ in range(k):
+            self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+        return (time.perf_counter() - start) * 1e3
+
     def close(self) -> None:
         self.session = self.binding = None
         self._keep = []
@@ -137,6 +151,7 @@ class OrtProfiler(Profiler):
     """ONNX Runtime on one execution provider (set by subclasses' ``target``)."""
 
     backend = "ort"
+    measures_onnx = True
 
     def __init__(self, index: int | None = None, **settings: Any) -> None:
         if self.target == "cpu":
@@ -167,14 +182,35 @@ class OrtProfiler(Profiler):
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", device),
                 "CPUExecutionProvider"]
 
+    def session_settings(self) -> dict[str, Any]:
+        """The session options that shape CPU timing, as recorded in the fingerprint.
+
+        ORT's own defaults are kept where a deployer would keep them (memory arena and
+        memory-pattern planning on, denormals computed, not flushed), so the number is
+        what a default session costs; spinning is off because with one intra-op thread
+        there is no pool to spin, and with more it would burn the other cores that
+        interleaved timing shares with the rest of the machine."""
+        return {"graph_optimization": "all", "execution_mode": "sequential",
+                "intra_op_threads": self.plan.threads, "inter_op_threads": 1,
+                "allow_spinning": False, "cpu_mem_arena": True, "mem_pattern": True,
+                "denormal_as_zero": False}
+
     def _session_options(self) -> Any:
         import onnxruntime as ort
 
+        settings = self.session_settings()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.plan.threads
-        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = settings["intra_op_threads"]
+        options.inter_op_num_threads = settings["inter_op_threads"]
+        options.enable_cpu_mem_arena = settings["cpu_mem_arena"]
+        options.enable_mem_pattern = settings["mem_pattern"]
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if settings["allow_spinning"] else "0")
+        options.add_session_config_entry("session.set_denormal_as_zero",
+                                         "1" if settings["denormal_as_zero"] else "0")
+        options.log_severity_level = 3
         return options
 
     def _session(self, model: bytes) -> Any:
@@ -229,7 +265,9 @@ class OrtProfiler(Profiler):
         import torch
 
         fields: dict[str, Any] = {"onnxruntime": str(ort.__version__), "torch": str(torch.__version__),
-                                  "onnx_opset": OPSET, "provider": PROVIDERS[self.target]}
+                                  "onnx_opset": OPSET, "onnx_batch": "dynamic",
+                                  "provider": PROVIDERS[self.target],
+                                  "ort_session": self.session_settings()}
         if self.target != "cpu":
             from devices.fingerprint import gpu_info
 
@@ -244,18 +282,26 @@ class OrtProfiler(Profiler):
         return fields
 
     def _prepare(self, module: Any, input_shape: tuple[int, ...], batch: int) -> Any:
-        model = export_onnx(module, input_shape, batch)
+        return self._prepare_onnx(export_onnx(module, input_shape, dynamic_batch=True),
+                                  input_shape, batch)
+
+    def _prepare_onnx(self, model: bytes, input_shape: tuple[int, ...], batch: int) -> Any:
+        """A session over exactly these bytes (a file's, or the in-memory export's)."""
         session = self._session(model)
         inputs = session.get_inputs()
         if len(inputs) != 1:
-            raise ProfilingError(f"expected a network with one input, the export has {len(inputs)}")
+            raise ProfilingError(f"expected a network with one input, the model has {len(inputs)}")
         rng = np.random.default_rng(0)
         feed = {inputs[0].name: rng.standard_normal((batch, *input_shape)).astype(np.float32)}
         if self.target == "cpu":
             runner: Any = _OrtCPURunner(session, feed)
         else:
             runner = _OrtIOBindingRunner(session, feed, self.index or 0)
-        runner.time_once()
+        try:
+            runner.time_once()
+        except Exception as error:  # noqa: BLE001 - ORT raises plain RuntimeError/Fail
+            raise ProfilingError(f"ONNX Runtime could not run the model at input "
+                                 f"{[batch, *input_shape]}: {str(error).strip().splitlines()[0]}") from None
         return runner
 
 

@@ -79,27 +79,40 @@ class ActiveOutcome:
 
 
 # ---- scoring and choosing ---------------------------------------------------------------------
-def _spread(predictor: Predictor, archs: list[Arch], near_ms: float | None,
-            width: float) -> tuple[np.ndarray, np.ndarray]:
-    """(score, predicted ms): see :func:`relative_spread`."""
-    if near_ms is not None and not near_ms > 0:
-        raise ActiveError(f"near_ms must be a positive latency in ms, got {near_ms}")
+def near_weight(pred_ms: np.ndarray, near_ms: "float | Sequence[float]",
+                width: float = 0.5) -> np.ndarray:
+    """``max_b exp(-log(pred / b)**2 / (2 width**2))`` over the budgets ``near_ms``: 1 on a
+    budget, 0.5 at 1.8x off the nearest one (``width`` 0.5). Why: the engines choose
+    networks just under each budget, so that is where the predictor must be right."""
+    budgets = np.atleast_1d(np.asarray(near_ms, dtype=np.float64))
+    if budgets.size == 0 or not np.all(budgets > 0):
+        raise ActiveError(f"near_ms must be positive latencies in ms, got {near_ms}")
     if not width > 0:
         raise ActiveError(f"width must be positive, got {width}")
+    logs = np.log(np.maximum(np.asarray(pred_ms, dtype=np.float64), 1e-12))[:, None] - np.log(budgets)
+    return np.exp(-logs ** 2 / (2.0 * width ** 2)).max(axis=1)
+
+
+def _spread(predictor: Predictor, archs: list[Arch], near_ms: "float | Sequence[float] | None",
+            width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(score, predicted ms): see :func:`relative_spread`."""
     if not archs:
+        if near_ms is not None:
+            near_weight(np.zeros(0), near_ms, width)  # still refuse bad budgets
         return np.zeros(0), np.zeros(0)
     pred = np.maximum(np.asarray(predictor.predict(archs), dtype=np.float64), 1e-12)
     score = np.asarray(predictor.predict_std(archs), dtype=np.float64) / pred
     if near_ms is not None:
-        score = score * np.exp(-np.log(pred / near_ms) ** 2 / (2.0 * width ** 2))
+        score = score * near_weight(pred, near_ms, width)
     return score, pred
 
 
-def relative_spread(predictor: Predictor, archs: Sequence[Arch], near_ms: float | None = None,
+def relative_spread(predictor: Predictor, archs: Sequence[Arch],
+                    near_ms: "float | Sequence[float] | None" = None,
                     width: float = 0.5) -> np.ndarray:
-    """Ensemble spread over prediction (``std / mean``) per architecture; with ``near_ms``,
-    times ``exp(-log(pred / near_ms)**2 / (2 width**2))`` so candidates near the latency
-    budget win (``width`` 0.5: a prediction 1.8x off the budget gets half the weight)."""
+    """Ensemble spread over prediction (``std / mean``) per architecture; with ``near_ms``
+    (one latency budget or several), times :func:`near_weight` so candidates near a
+    budget win (``width`` 0.5: a prediction 1.8x off the nearest budget gets half the weight)."""
     return _spread(predictor, list(archs), near_ms, width)[0]
 
 
@@ -169,7 +182,8 @@ def _gumbel(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def choose_uncertain(predictor: Predictor, pool: Sequence[Arch], k: int,
-                     exclude: Iterable[Arch | str] = (), near_ms: float | None = None) -> list[Arch]:
+                     exclude: Iterable[Arch | str] = (),
+                     near_ms: "float | Sequence[float] | None" = None) -> list[Arch]:
     """The ``k`` pool architectures outside ``exclude`` with the highest
     :func:`relative_spread`, highest first (fewer if the pool runs out)."""
     if k < 1:
@@ -198,7 +212,7 @@ STRATEGIES = (*STRATEGY_PARTS, "random")
 
 
 def choose(strategy: str, predictor: Predictor | None, candidates: Sequence[Arch], k: int,
-           rng: np.random.Generator, near_ms: float | None = None) -> list[Arch]:
+           rng: np.random.Generator, near_ms: "float | Sequence[float] | None" = None) -> list[Arch]:
     """The next ``k`` architectures by ``strategy`` (see STRATEGIES) among ``candidates``;
     ``random`` (or no predictor yet) draws uniformly."""
     if strategy not in STRATEGIES:
@@ -250,14 +264,15 @@ def active_profile(space: Space, make_predictor: Callable[[], Predictor],
                    measure: Callable[[list[Arch]], np.ndarray], initial: list[Arch],
                    initial_ms: "Sequence[float] | np.ndarray", pool: list[Arch],
                    holdout: tuple[list[Arch], "np.ndarray"], *, batch: int = 25, budget: int = 200,
-                   target_within10: float = 0.90, near_ms: float | None = None,
+                   target_within10: float = 0.90, near_ms: "float | Sequence[float] | None" = None,
                    strategy: str = "active", seed: int = 0,
                    on_round: Callable[[ActiveRound], None] | None = None,
                    holdout_mask: "np.ndarray | None" = None) -> ActiveOutcome:
     """Fit, score on ``holdout``, stop at ``target_within10`` or after ``budget`` new
     measurements, else measure ``batch`` more chosen from ``pool`` by ``strategy``
     (``active``: highest relative spread; others in STRATEGY_PARTS; ``random``: the
-    baseline; draws use ``seed``) and refit.
+    baseline; draws use ``seed``) and refit. ``near_ms`` (latency budgets) weights the
+    choice towards architectures predicted near one of them.
 
     ``measure(archs) -> ms`` is the caller's: a value that is not finite and positive
     means "could not be measured" -- it counts against the budget, is never chosen again

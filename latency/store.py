@@ -34,7 +34,7 @@ import pandas as pd
 from spaces.errors import HwnasError
 
 APPLICATION_ID = 0x68774E53  # "hwNS": marks a file as an hwnas measurement store
-SCHEMA_VERSION = 2  # 2: reference_ms (devices.reference); version 1 files are migrated
+SCHEMA_VERSION = 3  # 2: reference_ms (devices.reference); 3: block_calls; older files are migrated
 _SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 
@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     robust_cv    REAL,
     round_cv     REAL,
     reference_ms REAL,
+    block_calls  INTEGER,
     n_samples    INTEGER,
     rounds       INTEGER,
     warmup_iters INTEGER,
@@ -96,7 +97,7 @@ _TABLES = {"devices", "archs", "measurements"}
 # Measurement fields copied into same-named columns.
 _STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "cv", "robust_cv",
                  "round_cv", "n_samples", "rounds", "warmup_iters", "warmup_s", "setup_s",
-                 "timing_s", "precision", "threads", "clock", "reference_ms")
+                 "timing_s", "precision", "threads", "clock", "reference_ms", "block_calls")
 _INSERT_COLUMNS = ("arch_ref", "device_ref", "batch", "input_shape", "latency_ms", "statistic",
                    *_STAT_COLUMNS, "samples", "aux_samples", "created_at")
 _INSERT_SQL = (f"INSERT OR IGNORE INTO measurements ({', '.join(_INSERT_COLUMNS)}) "
@@ -242,8 +243,8 @@ class MeasurementStore:
         if app_id != APPLICATION_ID:
             raise StoreError(f"{self.path} is an SQLite database but not an hwnas measurement store "
                              f"(tables: {', '.join(tables) or 'none'}); it was left untouched")
-        if version == 1 and not self.readonly and _TABLES <= set(tables):
-            self._migrate_from_1()
+        if version in (1, 2) and not self.readonly and _TABLES <= set(tables):
+            self._migrate(version)
             version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise StoreError(f"measurement store {self.path} has schema version {version}, this hwnas "
@@ -252,13 +253,17 @@ class MeasurementStore:
             raise StoreError(f"measurement store {self.path} lacks its tables (found: "
                              f"{', '.join(tables) or 'none'}); it was left untouched")
 
-    def _migrate_from_1(self) -> None:
-        """Version 1 lacks ``reference_ms``: add the (empty) column in one transaction;
+    def _migrate(self, version: int) -> None:
+        """Version 1 lacks ``reference_ms`` and ``block_calls``, version 2 ``block_calls``
+        (rows timed call by call, i.e. blocks of 1): add the columns in one transaction;
         every stored row is kept as it was."""
+        added = (["ALTER TABLE measurements ADD COLUMN reference_ms REAL;"] if version == 1 else []) \
+            + ["ALTER TABLE measurements ADD COLUMN block_calls INTEGER;"]
         try:
             self._conn.executescript(
-                "BEGIN IMMEDIATE; ALTER TABLE measurements ADD COLUMN reference_ms REAL;"
-                f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                "BEGIN IMMEDIATE;" + "".join(added)
+                + (" UPDATE measurements SET block_calls = 1 WHERE n_samples IS NOT NULL;")
+                + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")

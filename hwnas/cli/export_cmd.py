@@ -38,9 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("-o", "--output", metavar="PATH",
                      help="ONNX file to write (default with RUN_DIR: RUN_DIR/best/model.onnx, "
                           "or RUN_DIR/pareto-K.onnx with --pick)")
-    out.add_argument("--opset", type=int, default=20, help="ONNX opset, 18-23 (default 20)")
+    out.add_argument("--opset", type=int, default=17,
+                     help="ONNX opset: 7-20 with the TorchScript exporter, 17-23 with dynamo "
+                          "(default 17, what profiling times)")
     out.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
-                     help="torch.onnx exporter; auto = dynamo, falling back to TorchScript (default)")
+                     help="torch.onnx exporter; auto = TorchScript (as profiling), falling back "
+                          "to dynamo (default)")
     out.add_argument("--input", type=int, default=None, metavar="SIZE",
                      help="input resolution (default: the space's own)")
     out.add_argument("--num-classes", type=int, default=None, metavar="N",

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="input shape, when the device has several (e.g. 3x32x32)")
     fit.add_argument("--extras", default="", metavar="LIST",
                      help="extra features appended to the one-hot: macs,params (mlp, gbdt)")
+    fit.add_argument("--drift-correction", action="store_true",
+                     help="scale each group by its reference network (devices.reference); off by "
+                          "default: measured to add noise on ort:cpu (README, 'Timing')")
     fit.add_argument("--references", default=None, metavar="LIST",
                      help="transfer: reference series LABEL[@bBATCH],... (default: every other "
                           "device of this space in the store)")
@@ -93,8 +96,9 @@ def resolve_device(store: Any, space_key: str, spec: str) -> tuple[str, str]:
 
 
 def device_rows(store: Any, space_key: str, device_id: str, batch: int | None,
-                input_shape: str | None):
-    """Median latency per architecture of one device, batch and input shape (drift-corrected)."""
+                input_shape: str | None, corrected: bool = False):
+    """Median latency per architecture of one device, batch and input shape (as measured,
+    or drift-corrected with ``corrected``)."""
     from spaces.errors import HwnasError
 
     frame = store.frame(space=space_key, device=device_id)
@@ -107,10 +111,11 @@ def device_rows(store: Any, space_key: str, device_id: str, batch: int | None,
             choices = ", ".join(map(str, sorted(frame[column].unique())))
             raise HwnasError(f"the device has measurements at several {column} values ({choices}); "
                              f"choose one with {flag}")
-    from latency.store import drift_corrected
+    if corrected:
+        from latency.store import drift_corrected
 
-    # groups timed with the reference network are put on one scale (devices.reference)
-    frame = frame.assign(latency_ms=drift_corrected(frame))
+        # groups timed with the reference network are put on one scale (devices.reference)
+        frame = frame.assign(latency_ms=drift_corrected(frame))
     grouped = frame.groupby("arch", sort=True)["latency_ms"].median()
     return grouped, int(frame["batch"].iloc[0]), str(frame["input_shape"].iloc[0])
 
@@ -172,7 +177,8 @@ def _fit(args: argparse.Namespace) -> int:
     space = spaces.get(args.space)
     store = _open_store(args.db)
     device_id, label = resolve_device(store, space.key, args.device)
-    series, batch, shape = device_rows(store, space.key, device_id, args.batch, args.input_shape)
+    series, batch, shape = device_rows(store, space.key, device_id, args.batch, args.input_shape,
+                                       corrected=args.drift_correction)
     archs = [space.from_string(s) for s in series.index]
     ms = series.to_numpy(dtype=np.float64)
     n = len(archs)

@@ -88,6 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--search-epochs", type=int, help="supernet warm-up and per-budget epochs (default 2)")
     g.add_argument("--retrain-epochs", type=int, help="standalone training of each chosen network "
                                                       "(default 5)")
+    g.add_argument("--max-rounds", type=int, metavar="N",
+                   help="search -> train -> time the file -> refit rounds per latency budget "
+                        "(default 3)")
+    g.add_argument("--margin", type=float, metavar="SHARE",
+                   help="a network meets budget B when its file measures at most B/(1+SHARE) "
+                        "(default: the host's drift measured during the run, 2-20%%)")
+    g.add_argument("--drift-correction", action="store_true",
+                   help="train the predictor on reference-corrected latencies (off: measured to "
+                        "add noise on ort:cpu)")
     g.add_argument("--quick-timing", action="store_true",
                    help="time with a few calls only (smoke tests; numbers not worth keeping)")
     from hwnas import executors
@@ -257,7 +266,7 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
                      "active_budget": "active_budget", "active_batch": "active_batch",
                      "target": "target", "pool": "pool", "queries": "queries", "epochs": "epochs",
                      "search_epochs": "search_epochs", "retrain_epochs": "retrain_epochs",
-                     "seed": "seed"}
+                     "max_rounds": "max_rounds", "margin": "margin", "seed": "seed"}
 SINGLE_SEARCH_ONLY = ("evaluator", "device_table", "objective", "population", "sample_size",
                       "batch", "reward", "input_size")
 
@@ -288,6 +297,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     typed = {field: getattr(args, name, None) for name, field in PIPELINE_SETTINGS.items()}
     if args.quick_timing:
         typed["quick_timing"] = True
+    if args.drift_correction:
+        typed["drift_correction"] = True
     stored = stored_settings(args.out) if args.resume else None
     settings = PipelineSettings.merged(typed, stored)
     Pipeline(settings, args.out, resume=args.resume, progress=not args.no_progress).run()

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hwnas.pipeline.runner import Pipeline, PipelineResult, run_pipeline
+from hwnas.pipeline.runner import STAGES, Pipeline, PipelineResult, run_pipeline
 from hwnas.pipeline.settings import BadSetting, PipelineSettings
 
-__all__ = ["BadSetting", "Pipeline", "PipelineResult", "PipelineSettings", "run_pipeline",
+__all__ = ["BadSetting", "Pipeline", "PipelineResult", "PipelineSettings", "STAGES", "run_pipeline",
            "search", "stored_settings"]
 
 

@@ -1,18 +1,15 @@
-"""Stage 4: choose one network per latency budget with the supernet or NAO.
+"""Budgets of a pipeline run: which ones, and the MACs budget's repair.
 
-Both engines see the device only through the fitted predictor: the supernet
-puts ``predict_soft`` of its architecture distribution into its loss, NAO trains
-its latency head on the predictor's values and ascends ``accuracy - latency
-loss`` in embedding space. The budgets are spread over the *profiled* range,
-where the predictor has seen measurements. An optional MACs budget is enforced
-on every chosen network by greedy cheaper moves (the supernet's own repair, with
-counted MACs as the cost model).
+The latency budgets are the user's (``--budget latency_ms<=X``) or spread over the
+*profiled* range, where the predictor has seen measurements. An optional MACs
+budget is enforced on every chosen network by greedy cheaper moves (the
+supernet's own repair, with counted MACs as the cost model). The engines that
+choose a network per budget are in :mod:`hwnas.pipeline.engines`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -76,69 +73,3 @@ def within_macs(space: Space, arch: Arch, probs: Any, macs_model: CountedMacs | 
         raise BadSetting(f"no architecture near the chosen one meets macs<={macs_budget:g} "
                          f"(reached {macs:g}); the MACs budget is too tight for this space")
     return repaired
-
-
-def choose_supernet(space: Space, data: Any, input_size: int, predictor: Any,
-                    budgets: list[float], settings: PipelineSettings,
-                    on_budget: Callable[[dict[str, Any]], None] | None = None,
-                    verbose: bool = False) -> list[dict[str, Any]]:
-    """One supernet search per budget; rows: budget, arch, predicted / expected latency."""
-    from hwnas.strategies.supernet.strategy import SupernetStrategy
-
-    _, macs_budget = split_budgets(settings)
-    macs_model = CountedMacs(space, input_size, data.num_classes) if macs_budget else None
-    strategy = SupernetStrategy(seed=settings.seed, predictor=predictor, budgets=budgets,
-                                warmup_epochs=settings.search_epochs,
-                                search_epochs=settings.search_epochs)
-    strategy._verbose = verbose
-    rows: list[dict[str, Any]] = []
-
-    def record(outcome: Any) -> None:
-        arch = within_macs(space, outcome.arch, outcome.probs, macs_model, macs_budget)
-        rows.append({"budget_ms": outcome.budget_ms, "arch": space.to_string(arch),
-                     "predicted_ms": float(predictor.predict([arch])[0]),
-                     "expected_ms": outcome.expected_ms, "search_s": outcome.seconds,
-                     "engine": "supernet"})
-        if on_budget is not None:
-            on_budget(rows[-1])
-
-    strategy.choose(space, data, input_size, budgets, on_budget=record)
-    return rows
-
-
-def choose_nao(space: Space, data: Any, input_size: int, predictor: Any, budgets: list[float],
-               settings: PipelineSettings, cache_path: Path,
-               progress: bool = True) -> list[dict[str, Any]]:
-    """A NAO search (candidates trained for ``epochs``, latency from the predictor), then
-    per budget the most accurate searched network the predictor puts within it."""
-    from hwnas.evaluators.cache import CachedEvaluator
-    from hwnas.evaluators.latency_sources import PredictorLatency
-    from hwnas.evaluators.train import TrainEvaluator
-    from hwnas.objectives import parse_objectives
-    from hwnas.strategies.nao.strategy import NAOStrategy
-
-    _, macs_budget = split_budgets(settings)
-    extra = [f"macs<={macs_budget:g}"] if macs_budget else []
-    objectives = parse_objectives(["accuracy", "latency_ms"], extra)
-    metrics = ["accuracy", "latency_ms"] + (["macs"] if macs_budget else [])
-    evaluator = TrainEvaluator(space, metrics, data, epochs=settings.epochs, seed=settings.seed,
-                               latency=PredictorLatency(space, predictor), input_size=input_size)
-    cached = CachedEvaluator(evaluator, cache_path)
-    strategy = NAOStrategy(seed=settings.seed, init=max(1, min(10, settings.queries // 2)))
-    try:
-        result = strategy.run(space, cached, objectives, settings.queries, progress=progress)
-    finally:
-        cached.close()
-    history = result.history
-    if macs_budget:
-        history = history[history["macs"] <= macs_budget]
-    rows: list[dict[str, Any]] = []
-    for budget in budgets:
-        fits = history[history["latency_ms"] <= budget]
-        if fits.empty:  # nothing searched is predicted that fast: the fastest searched one
-            fits = history.nsmallest(1, "latency_ms")
-        best = fits.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
-        rows.append({"budget_ms": budget, "arch": str(best["arch"]),
-                     "predicted_ms": float(best["latency_ms"]), "expected_ms": float("nan"),
-                     "search_accuracy": float(best["accuracy"]), "engine": "nao"})
-    return rows

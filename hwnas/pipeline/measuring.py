@@ -1,16 +1,21 @@
-"""Real latency of architectures on the run's device, always through the measurement store.
+"""Real latency of architectures and of shipped files on the run's device, through the store.
 
 Every number the pipeline uses -- the predictor's training set, its held-out
-set, the actively chosen architectures and the audit of the chosen networks --
-is measured with the same protocol (interleaved rounds, see devices.timing),
-committed to the store group by group as it is taken, and read back from it. So
-a killed run never re-measures what it stored, and the audit compares the
-predictor with numbers of exactly the kind it was trained on.
+set, the actively chosen architectures and the candidate networks of every
+budget -- is measured with the same protocol (interleaved rounds of blocked calls,
+see devices.timing), committed to the store group by group as it is taken, and
+read back from it. So a killed run never re-measures what it stored, and the
+predictor learns numbers of exactly the kind it is judged on.
+
+Candidates are timed as the *files* that would ship (:meth:`DeviceMeter.measure_files`):
+the exported ONNX bytes on ONNX Runtime devices, the trained module on torch devices.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,15 +27,26 @@ class MeasurementMissing(HwnasError):
     """An architecture could not be measured (the others were stored)."""
 
 
+@dataclass(frozen=True)
+class NetworkToTime:
+    """One candidate as it ships: its arch, its ONNX file and how to rebuild its module
+    (for devices that time torch modules)."""
+
+    arch: Arch
+    onnx_path: Path
+    module: Callable[[], Any]
+
+
 class DeviceMeter:
-    """Measures arch strings of one space on one device into one store."""
+    """Measures architectures of one space on one device into one store."""
 
     def __init__(self, space: Space, device: str, store: Any, *, quick: bool = False,
-                 group: int = 10, progress: bool = True) -> None:
+                 group: int = 10, progress: bool = True, corrected: bool = False) -> None:
         import devices
         from hwnas.executors import ProfileJob
 
         self.space, self.device, self.store, self.progress = space, device, store, progress
+        self.corrected = corrected
         self.plan = devices.TimingPlan.quick() if quick else devices.TimingPlan()
         self.job = ProfileJob(space, device, self.plan, group=group)
         # the fingerprint identifies the rows this device owns in the store (also on resume)
@@ -38,20 +54,45 @@ class DeviceMeter:
         try:
             self.fingerprint = dict(profiler.fingerprint())
         finally:
-            profiler.close()  # every Profiler has one (devices.base)
+            profiler.close()
         self.device_id = str(self.fingerprint["id"])
         self.label = str(self.fingerprint.get("label") or device)
 
-    def stored(self) -> dict[str, float]:
-        """Arch string -> latency (ms) of every row this device has for the space, with the
-        machine's drift between groups taken out (``latency.store.drift_corrected``: each
-        group timed a fixed reference network too), so numbers taken minutes apart share
-        one scale."""
-        from latency.store import drift_corrected
+    def profiler(self) -> Any:
+        import devices
 
-        frame = self.store.frame(space=self.space.key, device=self.device_id, batch=self.job.batch,
-                                 input_shape=self.job.input_shape)
-        return dict(zip(frame["arch"].astype(str), drift_corrected(frame)))
+        return devices.get(self.device, precision=self.job.precision, plan=self.plan)
+
+    def frame(self) -> Any:
+        """This device's rows of the space in the store (oldest first)."""
+        return self.store.frame(space=self.space.key, device=self.device_id, batch=self.job.batch,
+                                input_shape=self.job.input_shape)
+
+    def stored(self) -> dict[str, float]:
+        """Arch string -> latency (ms) of every row this device has for the space: as
+        measured, or with the drift between groups taken out when ``corrected``
+        (``latency.store.drift_corrected``; measured to add noise on ort:cpu, so off by
+        default)."""
+        frame = self.frame()
+        values = frame["latency_ms"].astype(float)
+        if self.corrected:
+            from latency.store import drift_corrected
+
+            values = drift_corrected(frame)
+        return dict(zip(frame["arch"].astype(str), values))
+
+    def reference_drift(self) -> float | None:
+        """How much the fixed reference network's latency moved over this device's stored
+        groups: (max - min) / median, or None with fewer than 3 groups. It is the host's
+        drift while measuring, which a later timing of the same file may also see."""
+        frame = self.frame()
+        if "reference_ms" not in frame:
+            return None
+        refs = frame["reference_ms"].dropna().astype(float)
+        refs = refs[refs > 0].drop_duplicates()
+        if len(refs) < 3:
+            return None
+        return float((refs.max() - refs.min()) / refs.median())
 
     def measure(self, archs: Sequence[Arch], desc: str = "profile") -> np.ndarray:
         """Latency (ms) of each arch, measuring only those the store lacks."""
@@ -80,3 +121,30 @@ class DeviceMeter:
             raise MeasurementMissing(f"{len(missing)} architecture(s) have no stored measurement "
                                      f"after profiling; first: {missing[0]}")
         return np.asarray([values[s] for s in strings], dtype=float)
+
+    def measure_files(self, networks: Sequence[NetworkToTime]) -> list[Any]:
+        """Time the candidates as they ship, interleaved in one group, and store each
+        measurement under its arch (a row already stored for that arch is kept). Returns
+        the Measurements, in order."""
+        if not networks:
+            return []
+        profiler = self.profiler()
+        try:
+            if getattr(profiler, "measures_onnx", False):
+                items: list[Any] = [n.onnx_path for n in networks]
+            else:
+                items = [n.module() for n in networks]
+            measured = profiler.measure_many(items, self.job.input_shape, self.job.batch)
+        finally:
+            profiler.close()
+        self.store.add_many([(self.space.key, self.space.to_string(n.arch), self.fingerprint, m)
+                             for n, m in zip(networks, measured)])
+        return measured
+
+    @property
+    def measures_files(self) -> bool:
+        """True when candidates are timed as ONNX files (ort:*), False for torch modules."""
+        import devices
+
+        name, _ = devices.parse(self.device)
+        return name.startswith("ort:")

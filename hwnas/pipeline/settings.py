@@ -20,7 +20,7 @@ class BadSetting(HwnasError, ValueError):
 @dataclass
 class PipelineSettings:
     """The pipeline's knobs. Defaults are the embedded run: fbnetv2 ``tiny`` on the
-    scikit-learn digits, timed live on ONNX Runtime CPU, under 10 minutes on 2 cores."""
+    scikit-learn digits, timed live on ONNX Runtime CPU, under 5 minutes on 2 cores."""
 
     space: str = "fbnetv2"
     preset: str | None = None           # the space's own default variant when None
@@ -44,6 +44,10 @@ class PipelineSettings:
     search_epochs: int = 2              # supernet: warm-up and per-budget search epochs
     retrain_epochs: int = 5             # stage 5: standalone training of each chosen network
     audit_tolerance: float = 0.10       # a prediction further off than this triggers a refit
+    max_rounds: int = 3                 # search -> retrain -> measure rounds per latency budget
+    margin: float | None = None         # budget safety margin (share); None: the run's measured drift
+    drift_correction: bool = False      # train on reference-corrected values (measured: adds noise)
+    supernet: str | None = None         # the supernet's implementation (its own default when None)
     seed: int = 0
     quick_timing: bool = False          # a few timed calls only (tests; numbers not worth keeping)
 
@@ -66,6 +70,11 @@ class PipelineSettings:
             raise BadSetting(f"--active-budget cannot be negative, got {self.active_budget}")
         if not 0.0 < self.target <= 1.0:
             raise BadSetting(f"--target is a share in (0, 1], got {self.target}")
+        if int(self.max_rounds) < 1:
+            raise BadSetting(f"--max-rounds must be at least 1 (one search-measure round per "
+                             f"budget), got {self.max_rounds}")
+        if self.margin is not None and not 0.0 <= float(self.margin) < 0.5:
+            raise BadSetting(f"--margin is a share in [0, 0.5), got {self.margin}")
         if not 0.0 < self.audit_tolerance < 1.0:
             raise BadSetting(f"the audit tolerance must be in (0, 1), got {self.audit_tolerance}")
         if self.strategy not in (None, "supernet", "nao"):

@@ -206,12 +206,15 @@ class Predictor(ABC):
         return {"meta": self.meta, "state": self._state()}
 
     def save(self, path: "str | os.PathLike[str]") -> Path:
+        """Write atomically: a failed save (full disk, bad path) leaves the previous file."""
+        from spaces.core import OutputError, atomic_write
+
         target = Path(path)
+        state = self.to_dict()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.to_dict(), target)
-        except OSError as error:
-            raise PredictorError(f"cannot write predictor file {target}: {error.strerror or error}") from None
+            atomic_write(target, lambda handle: torch.save(state, handle))
+        except OutputError as error:
+            raise PredictorError(f"cannot write predictor file: {str(error).removeprefix('cannot write ')}") from None
         return target
 
     @classmethod

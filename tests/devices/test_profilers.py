@@ -150,3 +150,33 @@ def test_cpu_clock_is_recorded_and_inference_runs_on_the_calling_thread(spec):
 def test_cpu_clock_needs_one_thread():
     with pytest.raises(devices.InvalidSetting, match="needs threads=1"):
         devices.get("ort:cpu", clock="cpu", threads=2)
+
+
+def test_ort_times_an_onnx_file_by_path_bytes_and_proto(tmp_path):
+    """What ships is timed: the file's own bytes, its input shape read from the file."""
+    import onnx
+
+    module = tiny(8).eval()
+    data = export_onnx(module, SHAPE, dynamic_batch=True)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    profiler = devices.get("ort:cpu", plan=devices.TimingPlan.quick())
+    for network in (path, str(path), data, onnx.load_model_from_string(data)):
+        m = profiler.measure(network)
+        assert m.latency_ms > 0 and m.input_shape == SHAPE
+        assert m.block_calls >= 1
+    assert profiler.measure(path, batch=3).batch == 3  # dynamic batch
+
+
+def test_measuring_something_that_is_not_a_network_is_one_sentence(tmp_path):
+    ort_cpu = devices.get("ort:cpu", plan=devices.TimingPlan.quick())
+    with pytest.raises(devices.ProfilingError, match="does not exist"):
+        ort_cpu.measure(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(devices.ProfilingError, match="not an ONNX model"):
+        ort_cpu.measure(tmp_path / "junk.onnx")
+    with pytest.raises(devices.InvalidSetting, match="not int"):
+        ort_cpu.measure(42, (3, 8, 8))
+    torch_cpu = devices.get("torch:cpu", plan=devices.TimingPlan.quick())
+    with pytest.raises(devices.InvalidSetting, match="time an ONNX file on an ONNX Runtime device"):
+        torch_cpu.measure(tmp_path / "junk.onnx", (3, 8, 8))

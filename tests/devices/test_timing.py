@@ -79,3 +79,50 @@ def test_updated_ignores_none_and_refuses_unknown_fields():
     assert (plan.rounds, plan.calls) == (7, 40)
     with pytest.raises(InvalidSetting, match="unknown timing setting"):
         TimingPlan().updated(round=3)
+
+
+class BlockRunner(FakeRunner):
+    """A fake network whose calls cost ``ms`` and which times blocks itself."""
+
+    def __init__(self, name, log, ms):
+        super().__init__(name, log, ms=ms)
+        self.blocks = []
+
+    def time_block(self, k):
+        self.blocks.append(k)
+        self.log.extend([self.name] * k)
+        return self.ms * k
+
+
+@pytest.mark.parametrize("call_ms,block_ms,expected", [(0.03, 1.0, 34), (0.25, 1.0, 4),
+                                                       (1.5, 1.0, 1), (0.03, 0.0, 1),
+                                                       (0.0001, 1.0, 1000)])
+def test_block_size_makes_a_sample_last_at_least_the_target(call_ms, block_ms, expected):
+    from devices.timing import block_size
+
+    k = block_size(call_ms, block_ms, max_block=1000)
+    assert k == expected
+    if block_ms and k < 1000:
+        assert k * call_ms >= block_ms and (k - 1) * call_ms < block_ms or k == 1
+
+
+def test_short_calls_are_timed_in_blocks_and_reported_per_call():
+    log = []
+    fast, slow = BlockRunner("fast", log, ms=0.02), BlockRunner("slow", log, ms=3.0)
+    plan = TimingPlan(rounds=2, calls=5, turn_warmup=1, warmup_iters=4, warmup_s=0.0,
+                      block_ms=1.0)
+    fast_raw, slow_raw = run_interleaved([fast, slow], plan)
+    assert fast_raw.block_calls == 50 and slow_raw.block_calls == 1
+    assert set(fast.blocks) == {50} and not slow.blocks  # k = 1 times single calls
+    for raw, ms in ((fast_raw, 0.02), (slow_raw, 3.0)):
+        samples = [s for r in raw.rounds_ms for s in r]
+        assert len(samples) == 10 and samples == pytest.approx([ms] * 10)  # per-call means
+    assert fast_raw.warmup_iters == 4 + 2 * 50  # warm-up calls + one untimed block per turn
+
+
+def test_a_runner_without_a_block_timer_is_summed_call_by_call():
+    from devices.timing import time_block
+
+    log = []
+    runner = FakeRunner("a", log, ms=0.1)
+    assert time_block(runner, 7) == pytest.approx(0.7) and log == ["a"] * 7

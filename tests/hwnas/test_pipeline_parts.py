@@ -10,6 +10,8 @@ from hwnas.pipeline.choosing import CountedMacs, latency_budgets, split_budgets,
 from hwnas.pipeline.settings import BadSetting, PipelineSettings
 from hwnas.pipeline.stages import StageLog
 
+NAMES = ("profile", "fit", "active", "budgets", "export")
+
 
 def test_budgets_explicit_or_spread_inside_the_profiled_range():
     s = PipelineSettings(budgets=["macs<=2M", "latency_ms<=0.5", "latency_ms<=0.2"])
@@ -52,11 +54,56 @@ def test_settings_defaults_merge_and_refuse_bad_values():
 
 
 def test_stage_log_survives_reopening_and_refuses_garbage(tmp_path):
-    log = StageLog(tmp_path)
+    log = StageLog(tmp_path, NAMES)
     log.finish("profile", {"train": 3})
-    assert StageLog(tmp_path).done("profile") and StageLog(tmp_path).info("profile") == {"train": 3}
-    assert StageLog(tmp_path).finished() == ["profile"]
+    again = StageLog(tmp_path, NAMES)
+    assert again.done("profile") and again.info("profile") == {"train": 3}
+    assert again.finished() == ["profile"]
+    with pytest.raises(Exception, match="does not have"):  # a run of another stage layout
+        StageLog(tmp_path, ("fit",))
     (tmp_path / "stages.json").write_text("[1, 2]")
     with pytest.raises(Exception, match="not a stage record"):
-        StageLog(tmp_path)
+        StageLog(tmp_path, NAMES)
     json.loads((tmp_path / "stages.json").read_text())  # the garbage was left as it was
+
+
+def test_settings_refuse_zero_rounds_and_a_bad_margin():
+    with pytest.raises(BadSetting, match="--max-rounds must be at least 1"):
+        PipelineSettings(max_rounds=0)
+    with pytest.raises(BadSetting, match="--margin"):
+        PipelineSettings(margin=0.7)
+    assert PipelineSettings(margin=0.0).margin == 0.0
+
+
+def test_margin_is_the_measured_drift_clipped():
+    from hwnas.pipeline.audit import budget_margin, judge
+
+    assert budget_margin(None, None) == 0.02 and budget_margin(0.5, None) == 0.20
+    assert budget_margin(0.07, None) == 0.07 and budget_margin(0.5, 0.01) == 0.01
+    verdict = judge(predicted_ms=0.9, measured_ms=1.0, budget_ms=1.05, margin=0.05, tolerance=0.1)
+    assert verdict == {"error": pytest.approx(-0.1), "missed": False, "meets_budget": True}
+    assert judge(0.8, 1.0, 1.04, 0.05, 0.1) == {"error": pytest.approx(-0.2), "missed": True,
+                                                "meets_budget": False}
+
+
+def test_every_budget_gets_the_most_accurate_measured_network_that_meets_it():
+    from hwnas.pipeline.stage_budgets import choose_per_budget
+
+    rows = [{"arch": a, "accuracy": acc, "predicted_ms": ms, "measured_ms": ms, "round": 1,
+             "budget_ms": b, "macs": 1, "params": 1, "network": f"networks/{a}"}
+            for a, acc, ms, b in (("fast", 80.0, 1.0, 1.5), ("slow", 90.0, 2.0, 3.0),
+                                  ("slower", 95.0, 3.5, 3.0))]
+    table = choose_per_budget(rows, [0.5, 1.5, 3.0], margin=0.0, tolerance=0.1)
+    assert list(table["arch"]) == ["fast", "fast", "slow"]
+    assert list(table["meets_budget"]) == [False, True, True]  # 0.5 ms: fastest, labelled unmet
+    assert list(table["rounds"]) == [0, 1, 1]
+
+
+def test_active_profiling_weights_candidates_near_any_budget():
+    from latency.active import near_weight
+
+    w = near_weight(np.array([1.0, 2.0, 4.0, 8.0]), [1.0, 8.0])
+    assert w[0] == pytest.approx(1.0) and w[3] == pytest.approx(1.0)
+    assert w[1] < 1.0 and w[2] < 1.0 and w[1] == pytest.approx(w[2])  # log-symmetric
+    with pytest.raises(Exception, match="positive"):
+        near_weight(np.array([1.0]), [0.0])

@@ -73,7 +73,8 @@ def test_mlp_predict_prints_the_ensemble_spread(tmp_path, capsys, db, nb201):
                          "--space", "nb201", "--kind", "mlp", "-o", pred, "--train-size", 60)
     assert code == 0, err
     code, out, err = run(capsys, "predictor", "predict", pred, nb201.to_string(nb201.sample(1)))
-    assert code == 0, err and "std_ms" in out
+    assert code == 0, err
+    assert "std_ms" in out
 
 
 def help_id(db, label):

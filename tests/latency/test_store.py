@@ -215,21 +215,27 @@ def test_readers_work_while_another_process_writes(tmp_path):
     assert len([c for c in counts if 0 < c < n]) >= 2  # really read while it wrote
 
 
-def test_version_1_store_is_migrated_without_losing_rows(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_stores_are_migrated_without_losing_rows(tmp_path, version):
     path = tmp_path / "old.sqlite"
     with MeasurementStore(path) as s:
         s.add("nb201", "arch-a", FP, meas(1.5))
-    conn = sqlite3.connect(path)  # make it a version-1 file: no reference_ms column
-    conn.execute("ALTER TABLE measurements DROP COLUMN reference_ms")
-    conn.execute("PRAGMA user_version=1")
+    conn = sqlite3.connect(path)  # make it an older file: version 1 lacks reference_ms too
+    conn.execute("ALTER TABLE measurements DROP COLUMN block_calls")
+    if version == 1:
+        conn.execute("ALTER TABLE measurements DROP COLUMN reference_ms")
+    conn.execute(f"PRAGMA user_version={version}")
     conn.commit()
     conn.close()
     with MeasurementStore(path) as s:
         frame = s.frame()
         assert len(frame) == 1 and frame.iloc[0].latency_ms == 1.5
-        assert pd.isna(frame.iloc[0].reference_ms)
-        assert s.add("nb201", "arch-b", FP, {**meas(2.0), "reference_ms": 0.5})
-        assert s.frame().set_index("arch").loc["arch-b", "reference_ms"] == 0.5
+        assert frame.iloc[0].block_calls == 1  # older rows were timed call by call
+        if version == 1:
+            assert pd.isna(frame.iloc[0].reference_ms)
+        assert s.add("nb201", "arch-b", FP, {**meas(2.0), "reference_ms": 0.5, "block_calls": 7})
+        row = s.frame().set_index("arch").loc["arch-b"]
+        assert row.reference_ms == 0.5 and row.block_calls == 7
 
 
 def test_drift_correction_puts_groups_on_one_scale(store):

@@ -1,0 +1,208 @@
+"""``export_arch``: build, verify, measure the file's own bytes, stamp, write atomically.
+
+It refuses to leave a file that has not passed every check: the graph is exported in
+memory with the converter profiling uses (:mod:`devices.onnx_export`), checked with
+``onnx.checker`` (full check), run in ONNX Runtime (CPU) at batch 1 and 8 and
+compared with torch, stamped with metadata (:mod:`hwnas.onnx_meta`), measured, and
+only then written to a temporary file beside the target and moved over it. A
+failure at any step leaves the target as it was.
+
+Measurement: on devices that run ONNX (``ort:*``) the latency is timed on the
+serialised model itself -- the very bytes written, minus the latency entries that
+are added to the metadata afterwards (metadata does not change the graph) -- in a
+session built exactly as profiling builds one. Devices that run torch modules
+(``torch:*``) time the module the file was exported from; the report and the
+metadata say which (``latency_measured_on``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from devices.onnx_export import OPSET
+from hwnas.export.errors import ExportError
+from hwnas.export.report import ExportReport
+from hwnas.export.verify import check_model, check_opset, export_and_verify
+from hwnas.export.weights import apply_weights
+from spaces import Arch, Space
+from spaces.core import OutputError, atomic_write, check_writable
+
+DEFAULT_OPSET = OPSET
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def resolve_space(space: Space | str, space_kwargs: Mapping[str, Any] | None = None) -> Space:
+    """A Space instance as given, or the registered space of that name built with kwargs."""
+    import spaces
+
+    if not isinstance(space, str):
+        return space
+    try:
+        return spaces.get(space, **dict(space_kwargs or {}))
+    except TypeError as error:  # an unknown or ill-typed keyword of the space's constructor
+        raise ExportError(f"space {space!r} cannot be built with {dict(space_kwargs or {})}: "
+                          f"{error}") from None
+
+
+def resolve_arch(space: Space, arch: Arch | str) -> Arch:
+    """An Arch of ``space`` from an Arch or its string form; another space's arch or string
+    raises InvalidArchitecture (a HwnasError) naming the problem."""
+    if isinstance(arch, Arch):
+        return space.validate(arch)
+    return space.from_string(str(arch).strip())
+
+
+def check_target(path: str | Path) -> Path:
+    """Refuse, before any work, a target that cannot be written: a folder, a device or
+    other non-regular file, a missing or read-only parent folder."""
+    try:
+        return check_writable(path)
+    except OutputError as error:
+        raise ExportError(str(error)) from None
+
+
+def write_atomically(data: bytes, target: Path) -> None:
+    """The file appears whole or not at all (see :func:`spaces.core.atomic_write`)."""
+    try:
+        atomic_write(target, data, create_parent=False)
+    except OutputError as error:
+        raise ExportError(str(error)) from None
+
+
+def _profiler(device: Any) -> Any:
+    if isinstance(device, str):
+        import devices
+
+        return devices.get(device)
+    return device
+
+
+def _predictor(predictor: Any, space: Any, profiler: Any, allow_device_mismatch: bool) -> Any:
+    """A predictor object or file, refused (PredictorMismatch, one sentence) when it was
+    trained on another space, or on another device than the one measured here, since
+    its prediction would then not be comparable with the measurement."""
+    device = profiler.fingerprint_id if profiler is not None else None
+    if isinstance(predictor, (str, Path)):
+        from latency import predictors
+
+        return predictors.load(predictor, space=space, device=device,
+                               allow_device_mismatch=allow_device_mismatch)
+    other = getattr(getattr(predictor, "space", None), "key", space.key)
+    if other != space.key:
+        raise ExportError(f"the predictor was trained on space {other!r}, not {space.key!r}")
+    if hasattr(predictor, "check_device"):
+        predictor.check_device(device, allow_device_mismatch)
+    return predictor
+
+
+def _predicted_ms(predictor: Any, arch: Any) -> float:
+    value = np.asarray(predictor.predict([arch]), dtype=np.float64).reshape(-1)
+    if value.size != 1 or not np.isfinite(value[0]):
+        raise ExportError(f"the predictor returned {value.tolist()} for one architecture")
+    return float(value[0])
+
+
+def measure_exported(profiler: Any, data: bytes, module: Any, input_shape: tuple[int, ...]) -> tuple[Any, str]:
+    """(Measurement, what was timed): the bytes on ONNX devices, else the module."""
+    if getattr(profiler, "measures_onnx", False):
+        return profiler.measure(data, input_shape, batch=1), "file"
+    return profiler.measure(module, input_shape, batch=1), "module"
+
+
+def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
+                model: Any = None, weights: "str | Path | Mapping[str, Any] | None" = None,
+                num_classes: int | None = None, input_size: int | None = None,
+                opset: int = DEFAULT_OPSET, device: Any = "ort:cpu", predictor: Any = None,
+                accuracy: float | None = None, measure: bool = True, exporter: str = "auto",
+                allow_device_mismatch: bool = False, space_kwargs: Mapping[str, Any] | None = None,
+                metadata: Mapping[str, Any] | None = None, seed: int = 0) -> ExportReport:
+    """Export ``arch`` of ``space`` to a single self-contained ONNX file at ``path``.
+
+    ``space``: a Space or a registered name (built with ``space_kwargs``); ``arch``: an
+    Arch or its string. ``model``: an already built (e.g. trained) network of ``arch``;
+    otherwise it is built, and ``weights`` (state dict or file) loaded strictly.
+    ``device``: a devices spec or Profiler to measure batch-1 latency on (skipped when
+    ``measure`` is False); ``predictor``: a latency predictor or its saved file, whose
+    prediction is reported beside the measurement (it must have been trained on this
+    space and, unless ``allow_device_mismatch``, on the measured device). ``accuracy``
+    and ``metadata`` (extra entries such as ``trained_on`` or a search run's
+    ``best/arch.json`` record; the entries computed here win on a clash) are stored in
+    the file. ``exporter``: "auto" (TorchScript, falling back to dynamo), "torchscript"
+    or "dynamo"; ``seed`` fixes the parity inputs. Raises a HwnasError subclass, with the
+    target untouched, when an input is bad or a check fails.
+    """
+    import hwnas
+    from hwnas import onnx_meta
+    from spaces.flops import count_cost
+
+    start = time.perf_counter()
+    # cheap checks first: bad input fails before any network is built
+    check_opset(opset, exporter)
+    target = check_target(path)
+    space_obj = resolve_space(space, space_kwargs)
+    arch_obj = resolve_arch(space_obj, arch)
+    if model is not None and weights is not None:
+        raise ExportError("give either a built model or a weights file, not both")
+    extra = dict(metadata or {})
+    if space_kwargs is None and isinstance(extra.get("space_kwargs"), Mapping):
+        space_kwargs = extra["space_kwargs"]
+    num_classes = num_classes or space_obj.default_num_classes
+    input_shape = tuple(space_obj.input_shape(input_size))
+    profiler = _profiler(device) if measure else None
+    predictor_obj = (_predictor(predictor, space_obj, profiler, allow_device_mismatch)
+                     if predictor is not None else None)
+    if model is None:
+        model = space_obj.build(arch_obj, num_classes, input_size)
+        if weights is not None:
+            apply_weights(model, weights)
+
+    onnx_model, report = export_and_verify(model, input_shape, opset, exporter, seed)
+    logits = tuple(d.dim_value for d in onnx_model.graph.output[0].type.tensor_type.shape.dim[1:])
+    if logits and logits != (num_classes,):
+        raise ExportError(f"the network outputs {list(logits)} per sample, expected {num_classes} logits")
+    cost = count_cost(model, input_shape)
+    report.path, report.space, report.arch = target, space_obj.key, space_obj.to_string(arch_obj)
+    report.macs, report.params, report.num_classes = cost.macs, cost.params, num_classes
+    report.accuracy = accuracy
+    if predictor_obj is not None:
+        report.predicted_latency_ms = _predicted_ms(predictor_obj, arch_obj)
+    report.metadata = {
+        **extra,
+        "space": space_obj.key, "space_name": space_obj.name,
+        "space_kwargs": dict(space_kwargs) if space_kwargs is not None else None,
+        "arch": report.arch, "choices": list(arch_obj.choices), "input_shape": list(input_shape),
+        "num_classes": num_classes, "macs": cost.macs, "params": cost.params, "accuracy": accuracy,
+        "predicted_latency_ms": report.predicted_latency_ms,
+        "predictor": str(predictor) if isinstance(predictor, (str, Path)) else None,
+        "parity_max_abs_diff": report.parity_max_abs_diff, "exporter": report.exporter,
+        "opset": opset, "hwnas_version": hwnas.__version__,
+    }
+    onnx_meta.write_metadata(onnx_model, report.metadata)
+    onnx_model.doc_string = f"hwnas {space_obj.key} {report.arch}"
+    check_model(onnx_model)
+    report.checker_ok = True
+    if profiler is not None:
+        # time the serialised graph itself; the stamp below only adds metadata entries
+        measurement, report.latency_measured_on = measure_exported(
+            profiler, onnx_model.SerializeToString(), model, input_shape)
+        report.latency_ms = float(measurement.latency_ms)
+        report.latency_statistic = measurement.statistic
+        report.device, report.device_fingerprint_id = profiler.label, profiler.fingerprint_id
+        report.measurement = measurement.to_dict()
+        from hwnas.export.stamp import latency_fields
+
+        report.metadata.update(latency_fields(measurement, report.device,
+                                              report.device_fingerprint_id,
+                                              report.latency_measured_on))
+        onnx_meta.write_metadata(onnx_model, report.metadata)
+    data = onnx_model.SerializeToString()
+    if len(data) > _PROTOBUF_LIMIT:
+        raise ExportError(f"the model is {len(data) / 2**30:.1f} GiB; a single ONNX file holds at most 2 GiB")
+    write_atomically(data, target)
+    report.file_bytes = target.stat().st_size
+    report.total_s = time.perf_counter() - start
+    return report
