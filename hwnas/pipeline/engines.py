@@ -65,11 +65,15 @@ def _predict(predictor: Any, archs: Sequence[Arch]) -> np.ndarray:
 
 
 class SupernetEngine(Engine):
+    """Later calls (rounds after a refit) search for half the epochs: the weights are
+    already warm and alpha only has to follow the corrected latency term."""
+
     name = "supernet"
 
     def __init__(self, state: PipelineState) -> None:
         super().__init__(state)
         self._search: Any = None
+        self._calls = 0
 
     def _searcher(self, predictor: Any) -> Any:
         import torch
@@ -90,6 +94,12 @@ class SupernetEngine(Engine):
             supernet = FBNetV2Supernet(self.state.space, data.num_classes, self.state.input_size)
             self._search = SupernetSearch(supernet, data.x_train, data.y_train, predictor, config)
             self._search.warmup()
+        elif self._calls == 1:
+            from dataclasses import replace
+
+            config = self._search.config
+            self._search.config = replace(config, search_epochs=max(1, config.search_epochs // 2))
+        self._calls += 1
         self._search.predictor = predictor
         return self._search
 

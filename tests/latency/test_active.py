@@ -128,3 +128,26 @@ def test_bad_input_raises(kwargs, error):
     assert isinstance(info.value, HwnasError)
     with pytest.raises(BadBatch):
         choose_uncertain(make_mlp(), pool, 0)
+
+
+def test_diverse_rule_spreads_a_batch_over_different_decisions():
+    """The pipeline's default rule: of near-copies with the top spread, only one is taken."""
+    from latency.active import choose
+
+    base = NB201.sample(0)
+    twins = [spaces.Arch(base.space, base.choices[:5] + (c,)) for c in range(5)]  # differ in 1 edge
+    far = [a for a in NB201.sample_many(40, 2) if sum(x != y for x, y in zip(a.choices, base.choices)) >= 4][:3]
+    archs = twins + far
+    table = {NB201.to_string(a): (1.0, 0.5 if a in twins else 0.4) for a in archs}
+    fake = FakeEnsemble(table)
+    rng = np.random.default_rng(0)
+    top = choose("active", fake, archs, 3, rng)
+    diverse = choose("diverse", fake, archs, 3, rng)
+    assert all(a in twins for a in top)  # plain spread takes three near-copies
+    assert sum(a in twins for a in diverse) == 1 and sum(a in far for a in diverse) == 2
+
+
+def test_several_budgets_each_attract_candidates():
+    archs, fake = _fake([(1.0, 0.2), (4.0, 0.8), (16.0, 3.2)])  # equal relative spread 0.2
+    chosen = choose_uncertain(fake, archs, 2, near_ms=[1.0, 16.0])
+    assert set(map(NB201.to_string, chosen)) == {NB201.to_string(archs[0]), NB201.to_string(archs[2])}
