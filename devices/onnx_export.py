@@ -122,12 +122,13 @@ def _dynamo(module: Any, example: Any, opset: int, dynamic_batch: bool) -> Any:
 
 
 def to_onnx(module: Any, input_shape: Sequence[int], opset: int = OPSET, exporter: str = "auto",
-            *, dynamic_batch: bool = True, batch: int = 1) -> Converted:
+            *, dynamic_batch: bool = True, batch: int = 1, input_dtype: str | None = None) -> Converted:
     """``module`` (already in eval mode, on its device and dtype) as an in-memory ONNX model.
 
     ``exporter``: "auto" (TorchScript, then dynamo), "torchscript" or "dynamo". With a
     dynamic batch the example has batch 2 for dynamo (torch.export specialises a size-1
-    dimension to a constant); with a static one it has ``batch``.
+    dimension to a constant); with a static one it has ``batch``. ``input_dtype``
+    "uint8" exports a graph that takes raw images (the example holds small integers).
     """
     import torch
 
@@ -135,6 +136,8 @@ def to_onnx(module: Any, input_shape: Sequence[int], opset: int = OPSET, exporte
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None else torch.float32
     where = param.device if param is not None else torch.device("cpu")
+    if input_dtype == "uint8":
+        dtype = torch.uint8
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     order = [e for e in order
              if (TORCHSCRIPT_OPSETS if e == "torchscript" else DYNAMO_OPSETS)[0] <= opset
@@ -143,7 +146,10 @@ def to_onnx(module: Any, input_shape: Sequence[int], opset: int = OPSET, exporte
     with quiet_exporters(), torch.no_grad():
         for name in order:
             size = (2 if name == "dynamo" else 1) if dynamic_batch else batch
-            example = torch.randn((size, *input_shape), dtype=dtype, device=where)
+            if dtype == torch.uint8:
+                example = torch.randint(0, 17, (size, *input_shape), dtype=dtype, device=where)
+            else:
+                example = torch.randn((size, *input_shape), dtype=dtype, device=where)
             try:
                 make = _torchscript if name == "torchscript" else _dynamo
                 model = make(module, example, opset, dynamic_batch)

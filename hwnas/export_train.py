@@ -22,6 +22,20 @@ class TrainedNet:
     num_classes: int
     accuracy: float  # validation accuracy, %
     trained_on: str  # e.g. "digits (1437 train / 360 val), 3 epochs, seed 0"
+    data: Any = None  # the datasets.DataSplit trained and validated on
+
+    def deploy_metadata(self) -> dict[str, Any]:
+        """What a deployer needs beside the graph: preprocessing, labels, what the accuracy is."""
+        data = self.data
+        out: dict[str, Any] = {"trained": True, "trained_on": self.trained_on,
+                               "accuracy_source": "these weights", "accuracy_unit": "%"}
+        if data is not None:
+            out.update(dataset=data.name, class_names=list(data.class_names) or None,
+                       accuracy_split=f"validation: {len(data.y_val)} images held out of the "
+                                      f"training data (seeded split), never trained on")
+            if data.preprocessing is not None:
+                out["preprocessing"] = data.preprocessing.to_json()
+        return out
 
 
 def train_for_export(space: Any, arch: Any, dataset: str = "digits", epochs: int = 3, *,
@@ -58,4 +72,4 @@ def train_for_export(space: Any, arch: Any, dataset: str = "digits", epochs: int
     info = data.describe()
     return TrainedNet(module, data.num_classes, float(accuracy),
                       f"{dataset} ({info['train']} train / {info['val']} val), "
-                      f"{epochs} epoch{'s' if epochs != 1 else ''}, seed {seed}")
+                      f"{epochs} epoch{'s' if epochs != 1 else ''}, seed {seed}", data)

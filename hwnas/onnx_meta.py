@@ -44,8 +44,21 @@ FIELDS: dict[str, _Codec] = {
     "num_classes": (*_INT, "number of output classes"),
     "macs": (*_INT, "multiply-accumulates at batch 1"),
     "params": (*_INT, "parameters"),
-    "accuracy": (*_FLOAT, "accuracy of these weights"),
+    "accuracy": (*_FLOAT, "accuracy of these weights (see accuracy_unit / accuracy_split)"),
+    "accuracy_unit": (*_TEXT, "unit of accuracy"),
+    "accuracy_split": (*_TEXT, "the images the accuracy was measured on"),
+    "accuracy_source": (*_TEXT, "whose accuracy: these weights, or a benchmark table's"),
+    "trained": (lambda v: "true" if v else "false", lambda t: t == "true",
+                "whether the weights were trained (false: random, for latency work only)"),
     "trained_on": (*_TEXT, "what the weights were trained on"),
+    "dataset": (*_TEXT, "dataset the network classifies"),
+    "class_names": (*_JSON, "output index -> class name"),
+    "preprocessing": (*_JSON, "raw image -> input: scale, resize, channels, mean, std"),
+    "input_format": (*_TEXT, "the graph's input: normalised float32 NCHW, or a raw uint8 image"),
+    "int8": (lambda v: "true" if v else "false", lambda t: t == "true",
+             "statically quantized (QDQ) by ONNX Runtime"),
+    "fp32_accuracy": (*_FLOAT, "accuracy of the fp32 model the int8 one was quantized from"),
+    "fp32_latency_ms": (*_FLOAT, "measured latency of the fp32 model (ms)"),
     "metrics": (*_JSON, "metrics the search recorded for this architecture"),
     "latency_ms": (*_FLOAT, "measured latency at batch 1 (ms)"),
     "latency_statistic": (*_TEXT, "statistic of the latency samples"),
@@ -67,10 +80,14 @@ FIELDS: dict[str, _Codec] = {
 }
 
 
+# What a deployer needs from a file; --inspect names the ones a file lacks.
+DEPLOY_FIELDS = ("preprocessing", "class_names", "trained", "accuracy", "latency_ms")
+
+
 def encode(values: Mapping[str, Any]) -> dict[str, str]:
     """``{"macs": 123}`` -> ``{"hwnas.macs": "123"}``; None values are dropped. Fields
-    outside the schema (callers' own notes) are stored as text, JSON for non-strings, and
-    read back as that text."""
+    outside the schema (callers' own notes) are stored as JSON, so they read back with
+    their types (a number stays a number)."""
     out = {}
     for name, value in values.items():
         if value is None:
@@ -79,7 +96,7 @@ def encode(values: Mapping[str, Any]) -> dict[str, str]:
         if codec:
             out[PREFIX + name] = codec[0](value)
         else:
-            out[PREFIX + name] = value if isinstance(value, str) else _json(value)
+            out[PREFIX + name] = _json(value)
     return out
 
 
@@ -92,7 +109,7 @@ def decode(props: Mapping[str, str]) -> dict[str, Any]:
         name = key[len(PREFIX):]
         codec = FIELDS.get(name)
         try:
-            out[name] = codec[1](text) if codec else text
+            out[name] = codec[1](text) if codec else json.loads(text)
         except ValueError:  # written by hand or by another version: keep the text
             out[name] = text
     return out
@@ -144,6 +161,13 @@ def describe(path: str | Path) -> list[tuple[str, str]]:
             rows.append((kind, f"{value.name} [{', '.join(dims)}]"))
     rows.append(("producer", f"{model.producer_name} {model.producer_version}".strip()))
     meta = read_metadata(model)
+    if not meta:
+        rows.append(("hwnas", "no hwnas metadata: this file was not written by hwnas export, so "
+                              "it says nothing about preprocessing, labels, accuracy or latency"))
+    else:
+        missing = [n for n in DEPLOY_FIELDS if n not in meta]
+        if missing:
+            rows.append(("missing", ", ".join(missing)))
     for name in sorted(meta, key=lambda n: _order(PREFIX + n)):
         value = meta[name]
         rows.append((name, _json(value) if isinstance(value, (list, dict)) else str(value)))

@@ -48,12 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="input resolution (default: the space's own)")
     out.add_argument("--num-classes", type=int, default=None, metavar="N",
                      help="output classes (default: the space's own, or the dataset's with --train)")
+    out.add_argument("--int8", action="store_true",
+                     help="statically quantize to INT8 (ONNX Runtime, QDQ), calibrated on training "
+                          "images; needs --train or a run folder; reports fp32 vs int8 accuracy "
+                          "and latency")
+    out.add_argument("--bake-preprocessing", action="store_true",
+                     help="the graph takes the raw uint8 image (N x H x W x C) and applies the "
+                          "recorded preprocessing itself")
     out.add_argument("--fp16", action="store_true",
                      help="also build an fp16 TensorRT engine beside the ONNX file (needs a CUDA GPU "
                           "and the tensorrt extra)")
     out.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     wts = parser.add_argument_group("weights")
     wts.add_argument("--weights", metavar="CKPT", help="state dict (torch.save) to load strictly")
+    wts.add_argument("--untrained", action="store_true",
+                     help="export random weights (latency work only): stamped trained=false, "
+                          "no accuracy")
     wts.add_argument("--train", metavar="DATASET",
                      help="train first: digits (bundled), cifar10/cifar100 (with --data-root) or an "
                           "ImageFolder path")
@@ -114,9 +124,43 @@ def _run_space(config: dict[str, Any], best: dict[str, Any] | None) -> tuple[str
     raise HwnasError("the run's config.json does not say which space it searched")
 
 
+def _pipeline_target(run_dir: Path, config: dict[str, Any], pick: int | None) -> dict[str, Any]:
+    """Row ``pick`` of a pipeline run's pareto.csv: its trained weights, its accuracy, and
+    the run's dataset (for the preprocessing metadata and INT8 calibration)."""
+    import json
+
+    import pandas as pd
+
+    from hwnas.pipeline.candidates import network_folder
+
+    settings = dict(config["pipeline"])
+    path = run_dir / "pareto.csv"
+    if not path.is_file():
+        raise HwnasError(f"{path} does not exist (the pipeline has not reached its export stage; "
+                         f"resume it with hwnas search --out {run_dir} --resume)")
+    front = pd.read_csv(path)
+    if pick is None or not 0 <= pick < len(front):
+        choices = "; ".join(f"{r.k}: budget {r.budget_ms:.4g} ms, {r.accuracy:.1f}%"
+                            for r in front.itertuples())
+        what = "choose one with --pick K" if pick is None else f"--pick {pick} is out of range"
+        raise HwnasError(f"{run_dir} is a pipeline run with one network per budget; {what} "
+                         f"({choices})")
+    row = front.iloc[pick]
+    folder = network_folder(run_dir, str(row["arch"]))
+    result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    kwargs = {"preset": settings["preset"]} if settings.get("preset") else {}
+    return {"space": settings["space"], "kwargs": kwargs, "arch": str(row["arch"]),
+            "output": run_dir / f"export-{pick}.onnx", "weights": folder / "weights.pt",
+            "accuracy": float(result["accuracy"]), "num_classes": result.get("num_classes"),
+            "input_size": None, "trained_on": result.get("trained_on"),
+            "dataset": {k: settings.get(k) for k in ("dataset", "data_root", "max_samples", "seed")},
+            "metadata": {"budget_ms": float(row["budget_ms"]),
+                         "metrics": {k: _plain(v) for k, v in row.items() if k not in ("arch", "onnx")}}}
+
+
 def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
-    """What to export from a search run (layout: :mod:`hwnas.runs`): its best architecture,
-    or row ``pick`` of pareto.csv."""
+    """What to export from a run folder (layout: :mod:`hwnas.runs`): a pipeline run's
+    network ``pick``; a single search's best architecture, or row ``pick`` of pareto.csv."""
     import pandas as pd
 
     from hwnas import runs
@@ -126,10 +170,13 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
         raise HwnasError(f"{run_dir} is not a folder")
     folder = runs.RunFolder(run_dir)
     config = folder.read_config()
+    if "pipeline" in config:
+        return _pipeline_target(run_dir, config, pick)
     best = folder.read_best()
     name, kwargs = _run_space(config, best)
     target = {"space": name, "kwargs": kwargs, "metadata": {},
               "num_classes": None, "input_size": None}
+    source = _accuracy_source(config)
     if pick is None:
         if best is None:
             raise HwnasError(f"{run_dir} has no {runs.BEST_ARCH} (the search chose no architecture)")
@@ -139,7 +186,8 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
             target["arch"] = best["arch"]
         else:
             raise HwnasError(f"{run_dir / runs.BEST_ARCH} holds no architecture")
-        target.update(output=folder.best_model_path, metadata=best,
+        record = {k: v for k, v in best.items() if k != "accuracy"}
+        target.update(output=folder.best_model_path, metadata={**record, "accuracy_source": source},
                       num_classes=best.get("num_classes"), input_size=best.get("input_size"))
         return target
     path = run_dir / runs.PARETO
@@ -153,10 +201,22 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
                          f"0..{len(front) - 1}")
     row = front.iloc[pick]
     target.update(arch=str(row["arch"]), output=run_dir / f"pareto-{pick}.onnx",
-                  metadata={"metrics": {k: _plain(v) for k, v in row.items() if k != "arch"}})
+                  metadata={"metrics": {k: _plain(v) for k, v in row.items() if k != "arch"},
+                            "accuracy_source": source})
     if best:
         target.update(num_classes=best.get("num_classes"), input_size=best.get("input_size"))
     return target
+
+
+def _accuracy_source(config: dict[str, Any]) -> str:
+    """Whose accuracy a single search's metrics are: a benchmark table's, or a short
+    training run's -- never the exported file's (the search keeps no weights)."""
+    evaluator = config.get("evaluator") or {}
+    kind = evaluator.get("kind") or evaluator.get("name") or config.get("settings", {}).get("evaluator")
+    if kind == "tabular":
+        return (f"the benchmark table ({evaluator.get('dataset') or 'tabular'}), not these weights; "
+                f"export with --train to get the accuracy of a trained file")
+    return "the search's short training of this architecture, not these weights"
 
 
 def _plain(value: Any) -> Any:
@@ -212,22 +272,38 @@ def run(args: argparse.Namespace) -> int:
 
     num_classes = args.num_classes or target["num_classes"]
     input_size = args.input or target["input_size"]
-    model, accuracy, extra = None, None, dict(target["metadata"])
-    weights = args.weights
+    model, extra = None, dict(target["metadata"])
+    weights = args.weights or target.get("weights")
+    accuracy = target.get("accuracy") if not args.weights else None
+    data = None
     if args.train:
         from hwnas.export_train import train_for_export
 
         print(f"training {space.to_string(arch)} on {args.train} for {args.epochs} epoch(s)...")
         trained = train_for_export(space, arch, args.train, args.epochs, input_size=input_size,
                                    num_classes=num_classes, root=args.data_root, seed=args.seed)
-        model, accuracy, weights = trained.module, trained.accuracy, None
-        num_classes, extra["trained_on"] = trained.num_classes, trained.trained_on
+        model, accuracy, weights, data = trained.module, trained.accuracy, None, trained.data
+        num_classes = trained.num_classes
+        extra.update(trained.deploy_metadata())
+    elif target.get("dataset") and weights is not None:
+        from hwnas.evaluators import datasets
+
+        spec = target["dataset"]
+        data = datasets.load(spec["dataset"], input_size or space.default_input_size,
+                             space.in_channels, root=spec.get("data_root"),
+                             max_samples=spec.get("max_samples"), seed=spec.get("seed") or 0)
+        extra.update(trained=True, trained_on=target.get("trained_on"),
+                     accuracy_source="these weights", accuracy_unit="%",
+                     accuracy_split=f"validation: {len(data.y_val)} images held out of the "
+                                    f"training data (seeded split), never trained on")
     report = export.export_arch(
         space, arch, output, model=model, weights=weights, num_classes=num_classes,
         input_size=input_size, opset=args.opset, device=profiler, predictor=args.predictor,
         accuracy=accuracy, measure=not args.no_measure, exporter=args.exporter,
         allow_device_mismatch=args.allow_device_mismatch,
-        space_kwargs=target["kwargs"], metadata=extra, seed=args.seed)
+        space_kwargs=target["kwargs"], metadata=extra, seed=args.seed,
+        untrained=args.untrained, data=data, int8=args.int8,
+        bake_preprocessing=args.bake_preprocessing)
     if args.fp16:
         engine = export.build_tensorrt_engine(report.path, report.path.with_suffix(".engine"))
     else:

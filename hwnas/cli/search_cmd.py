@@ -239,9 +239,11 @@ def best_record(result, space, space_kwargs: dict, evaluator) -> dict[str, Any] 
     }
 
 
-def export_best(run, space, record: dict[str, Any]) -> Any:
-    """Hook for the export step: ``hwnas.export.export_arch`` writes ``best/model.onnx``
-    (untrained weights: the search keeps no weights; the export step may train)."""
+def export_best(run, space, record: dict[str, Any], accuracy_source: str) -> Any:
+    """``best/model.onnx`` for latency work: the search keeps no weights, so the file holds
+    random weights, is stamped ``trained=false`` and carries no accuracy of its own (the
+    search's metrics are kept, labelled with where they come from). ``hwnas export RUN
+    --train DATASET`` makes a trained file."""
     from spaces import Arch
     from spaces.errors import HwnasError
 
@@ -251,8 +253,9 @@ def export_best(run, space, record: dict[str, Any]) -> Any:
         raise HwnasError("--export needs hwnas.export, which this installation lacks") from err
     arch = Arch(space.name, tuple(record["choices"]))
     return export_arch(space, arch, run.best_model_path, num_classes=record["num_classes"],
-                       input_size=record["input_size"], accuracy=record["metrics"].get("accuracy"),
-                       space_kwargs=record["space_kwargs"], metadata=record)
+                       input_size=record["input_size"], untrained=True,
+                       space_kwargs=record["space_kwargs"],
+                       metadata={**record, "accuracy_source": accuracy_source})
 
 
 # ---- the verb ------------------------------------------------------------------------------
@@ -385,7 +388,10 @@ def run_single(args: argparse.Namespace) -> int:
     if record is not None:
         print(f"best: {record['arch']}  ({record['chosen_by']})")
     if args.export and record is not None:
-        export_best(run_dir, space, record)
-        print(f"exported {run_dir.best_model_path}")
+        from hwnas.cli.export_cmd import _accuracy_source
+
+        export_best(run_dir, space, record, _accuracy_source(config))
+        print(f"exported {run_dir.best_model_path} (random weights, for latency work: "
+              f"hwnas export {run_dir.path} --train DATASET makes a trained file)")
     print(f"run folder: {run_dir.path}")
     return 0

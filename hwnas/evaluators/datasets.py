@@ -24,8 +24,43 @@ class DatasetNotFound(HwnasError, FileNotFoundError):
 
 
 @dataclass
+class Preprocessing:
+    """How a raw image becomes the network's input, step by step, so a deployed model can
+    be fed exactly what it was trained on (stored in the ONNX file, as timm's
+    ``pretrained_cfg`` travels with its weights).
+
+    Steps, in order: ``x = raw * scale`` (raw: ``source_layout`` array of the source
+    ``source_size`` and ``source_channels``); resize to ``input_size`` with ``resize``
+    (bilinear, half-pixel centres, no antialiasing: ``align_corners=False``) unless the
+    sizes already match; map channels (``channel_map``: ``none``, ``repeat`` grey to
+    ``channels``, or ``mean`` of colour down to grey); then ``(x - mean) / std`` per channel.
+    """
+
+    input_size: tuple[int, int]
+    channels: int
+    source_size: tuple[int, int] | None   # None: images of any size (an ImageFolder)
+    source_channels: int
+    source_layout: str                    # "HW" (grey) or "HWC"
+    channel_order: str                    # "grey" or "RGB"
+    scale: float
+    resize: str
+    channel_map: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_json(self) -> dict:
+        return {"input_size": list(self.input_size), "channels": self.channels,
+                "source_size": list(self.source_size) if self.source_size else None,
+                "source_channels": self.source_channels, "source_layout": self.source_layout,
+                "channel_order": self.channel_order, "scale": self.scale, "resize": self.resize,
+                "channel_map": self.channel_map, "mean": list(self.mean), "std": list(self.std),
+                "layout": "NCHW", "dtype": "float32"}
+
+
+@dataclass
 class DataSplit:
-    """Normalised tensors (N, C, H, W) and integer labels, train and validation."""
+    """Normalised tensors (N, C, H, W) and integer labels, train and validation, with the
+    preprocessing that produced them and the class names."""
 
     name: str
     x_train: torch.Tensor
@@ -33,6 +68,8 @@ class DataSplit:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int
+    preprocessing: Preprocessing | None = None
+    class_names: tuple[str, ...] = ()
 
     def describe(self) -> dict:
         return {"dataset": self.name, "train": int(len(self.y_train)), "val": int(len(self.y_val)),
@@ -49,11 +86,28 @@ def load(name: str, input_size: int, in_channels: int, *, root: str | Path | Non
         raise HwnasError(f"validation fraction must be between 0 and 1, got {val_fraction}")
     if name == "digits":
         x, y = _digits()
+        source = Source((8, 8), 1, "HW", "grey", 1.0 / 16.0, tuple(str(i) for i in range(10)))
     elif name in ("cifar10", "cifar100"):
-        x, y = _cifar(name, root)
+        x, y, classes = _cifar(name, root)
+        source = Source((32, 32), 3, "HWC", "RGB", 1.0 / 255.0, classes)
     else:
-        x, y = _image_folder(Path(name), input_size, in_channels)
-    return _prepare(name, x, y, input_size, in_channels, val_fraction, max_samples, seed)
+        x, y, classes = _image_folder(Path(name), input_size, in_channels)
+        source = Source(None, int(x.shape[1]), "HWC", "RGB" if x.shape[1] == 3 else "grey",
+                        1.0 / 255.0, classes, resize="bilinear (PIL, antialiased, when loading)")
+    return _prepare(name, x, y, input_size, in_channels, val_fraction, max_samples, seed, source)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the raw images of a dataset are: size, channels, value scale, class names."""
+
+    size: tuple[int, int] | None
+    channels: int
+    layout: str
+    channel_order: str
+    scale: float
+    class_names: tuple[str, ...]
+    resize: str = "bilinear (align_corners=False, no antialiasing)"
 
 
 def _digits() -> tuple[torch.Tensor, np.ndarray]:
@@ -64,7 +118,7 @@ def _digits() -> tuple[torch.Tensor, np.ndarray]:
     return x, np.asarray(bunch.target)
 
 
-def _cifar(name: str, root: str | Path | None) -> tuple[torch.Tensor, np.ndarray]:
+def _cifar(name: str, root: str | Path | None) -> tuple[torch.Tensor, np.ndarray, tuple[str, ...]]:
     import torchvision
 
     if root is None:
@@ -77,10 +131,11 @@ def _cifar(name: str, root: str | Path | None) -> tuple[torch.Tensor, np.ndarray
         raise DatasetNotFound(f"{name} not found under {root} (nothing is downloaded; extract "
                               f"the python version of the dataset there)") from err
     x = torch.tensor(np.asarray(ds.data), dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
-    return x, np.asarray(ds.targets)
+    return x, np.asarray(ds.targets), tuple(str(c) for c in ds.classes)
 
 
-def _image_folder(path: Path, input_size: int, in_channels: int) -> tuple[torch.Tensor, np.ndarray]:
+def _image_folder(path: Path, input_size: int,
+                  in_channels: int) -> tuple[torch.Tensor, np.ndarray, tuple[str, ...]]:
     if not path.is_dir():
         raise DatasetNotFound(f"dataset {str(path)!r} is neither one of {', '.join(BUILTIN)} "
                               f"nor an existing image folder")
@@ -96,24 +151,44 @@ def _image_folder(path: Path, input_size: int, in_channels: int) -> tuple[torch.
     for img, label in ds:
         xs.append(img[:in_channels] if img.shape[0] >= in_channels else img)
         ys.append(label)
-    return torch.stack(xs), np.asarray(ys)
+    return torch.stack(xs), np.asarray(ys), tuple(str(c) for c in ds.classes)
 
 
-def _prepare(name: str, x: torch.Tensor, y: np.ndarray, input_size: int, in_channels: int,
-             val_fraction: float, max_samples: int | None, seed: int) -> DataSplit:
+def split_indices(y: np.ndarray, val_fraction: float = 0.2, max_samples: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into the raw dataset: stratified, seeded, so anyone can
+    find the exact images an accuracy was measured on."""
     from sklearn.model_selection import train_test_split
 
-    num_classes = int(y.max()) + 1
     idx = np.arange(len(y))
     if max_samples is not None and max_samples < len(idx):
         idx, _ = train_test_split(idx, train_size=max_samples, stratify=y, random_state=seed)
     tr, va = train_test_split(idx, test_size=val_fraction, stratify=y[idx], random_state=seed)
+    return np.asarray(tr), np.asarray(va)
+
+
+def _prepare(name: str, x: torch.Tensor, y: np.ndarray, input_size: int, in_channels: int,
+             val_fraction: float, max_samples: int | None, seed: int,
+             source: Source | None = None) -> DataSplit:
+    num_classes = int(y.max()) + 1
+    tr, va = split_indices(y, val_fraction, max_samples, seed)
     x_tr, x_va = _fit_shape(x[tr], input_size, in_channels), _fit_shape(x[va], input_size, in_channels)
     mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
     std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     yt = torch.as_tensor(y, dtype=torch.long)
+    pre = None
+    if source is not None:
+        c = x.shape[1]
+        pre = Preprocessing(
+            input_size=(input_size, input_size), channels=in_channels, source_size=source.size,
+            source_channels=source.channels, source_layout=source.layout,
+            channel_order=source.channel_order if c == in_channels else "grey",
+            scale=source.scale, resize=source.resize,
+            channel_map="none" if c == in_channels else ("repeat" if c == 1 else "mean"),
+            mean=tuple(float(v) for v in mean.flatten()), std=tuple(float(v) for v in std.flatten()))
+    names = source.class_names if source is not None else ()
     return DataSplit(name, ((x_tr - mean) / std).contiguous(), yt[tr],
-                     ((x_va - mean) / std).contiguous(), yt[va], num_classes)
+                     ((x_va - mean) / std).contiguous(), yt[va], num_classes, pre, tuple(names))
 
 
 def _fit_shape(x: torch.Tensor, input_size: int, in_channels: int) -> torch.Tensor:

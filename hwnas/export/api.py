@@ -106,6 +106,39 @@ def _predicted_ms(predictor: Any, arch: Any) -> float:
     return float(value[0])
 
 
+def _deploy_fields(data: Any) -> dict[str, Any]:
+    """Preprocessing, class names and dataset of a DataSplit, for the file's metadata."""
+    out: dict[str, Any] = {"dataset": getattr(data, "name", None)}
+    if getattr(data, "class_names", None):
+        out["class_names"] = list(data.class_names)
+    if getattr(data, "preprocessing", None) is not None:
+        out["preprocessing"] = data.preprocessing.to_json()
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _to_int8(fp32_model: Any, module: Any, data: Any, report: ExportReport) -> tuple[Any, bytes]:
+    """(int8 model with the metadata, fp32 bytes): quantized, checked, both accuracies."""
+    import onnx
+
+    from hwnas import onnx_meta
+    from hwnas.export import int8 as int8_export
+
+    fp32_bytes = fp32_model.SerializeToString()
+    calibration, x_val, y_val = int8_export.as_arrays(data)
+    quantized = onnx.load_model_from_string(int8_export.quantize(fp32_bytes, calibration))
+    fp32_acc = int8_export.accuracy(fp32_bytes, x_val, y_val)
+    int8_acc = int8_export.accuracy(quantized.SerializeToString(), x_val, y_val)
+    report.int8, report.fp32_accuracy, report.accuracy = True, fp32_acc, int8_acc
+    report.metadata.update(int8=True, fp32_accuracy=fp32_acc, accuracy=int8_acc,
+                           accuracy_source="these int8 weights, in ONNX Runtime",
+                           accuracy_split=f"validation: {len(y_val)} images held out of the "
+                                          f"training data, never trained or calibrated on")
+    onnx_meta.write_metadata(quantized, report.metadata)
+    quantized.doc_string = fp32_model.doc_string + " (int8, QDQ)"
+    check_model(quantized)
+    return quantized, fp32_bytes
+
+
 def measure_exported(profiler: Any, data: bytes, module: Any, input_shape: tuple[int, ...]) -> tuple[Any, str]:
     """(Measurement, what was timed): the bytes on ONNX devices, else the module."""
     if getattr(profiler, "measures_onnx", False):
@@ -119,7 +152,9 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
                 opset: int = DEFAULT_OPSET, device: Any = "ort:cpu", predictor: Any = None,
                 accuracy: float | None = None, measure: bool = True, exporter: str = "auto",
                 allow_device_mismatch: bool = False, space_kwargs: Mapping[str, Any] | None = None,
-                metadata: Mapping[str, Any] | None = None, seed: int = 0) -> ExportReport:
+                metadata: Mapping[str, Any] | None = None, seed: int = 0, untrained: bool = False,
+                data: Any = None, int8: bool = False,
+                bake_preprocessing: bool = False) -> ExportReport:
     """Export ``arch`` of ``space`` to a single self-contained ONNX file at ``path``.
 
     ``space``: a Space or a registered name (built with ``space_kwargs``); ``arch``: an
@@ -132,8 +167,17 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
     and ``metadata`` (extra entries such as ``trained_on`` or a search run's
     ``best/arch.json`` record; the entries computed here win on a clash) are stored in
     the file. ``exporter``: "auto" (TorchScript, falling back to dynamo), "torchscript"
-    or "dynamo"; ``seed`` fixes the parity inputs. Raises a HwnasError subclass, with the
-    target untouched, when an input is bad or a check fails.
+    or "dynamo"; ``seed`` fixes the parity inputs.
+
+    Honest weights: a network with neither ``model`` nor ``weights`` has random weights;
+    it is exported only with ``untrained=True``, stamped ``trained=false`` and without an
+    accuracy. ``data`` (a ``datasets.DataSplit``) supplies the preprocessing and class
+    names when ``metadata`` lacks them, the calibration images for ``int8`` (ONNX
+    Runtime static QDQ quantization; the accuracy of both models on its validation
+    split goes into the report and the file) and nothing else. ``bake_preprocessing``
+    exports a graph that takes the raw uint8 image (NHWC) and applies the recorded
+    preprocessing itself. Raises a HwnasError subclass, with the target untouched, when
+    an input is bad or a check fails.
     """
     import hwnas
     from hwnas import onnx_meta
@@ -147,27 +191,61 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
     arch_obj = resolve_arch(space_obj, arch)
     if model is not None and weights is not None:
         raise ExportError("give either a built model or a weights file, not both")
+    trained = model is not None or weights is not None
+    if not trained and not untrained:
+        raise ExportError("this network has no trained weights: give a weights file or train it "
+                          "first (hwnas export --train DATASET), or pass --untrained to export "
+                          "random weights for latency work only")
+    if not trained and accuracy is not None:
+        raise ExportError("an untrained network has no accuracy to stamp")
     extra = dict(metadata or {})
+    if data is not None:
+        for key, value in _deploy_fields(data).items():
+            extra.setdefault(key, value)
+    if not trained:
+        extra.pop("accuracy", None)
+    if int8 and data is None:
+        raise ExportError("--int8 needs calibration images: train the network here (--train "
+                          "DATASET) or export it from a run, whose dataset is used")
+    if int8 and bake_preprocessing:
+        raise ExportError("--int8 with --bake-preprocessing is not supported yet; export them "
+                          "separately")
+    pre = extra.get("preprocessing")
+    if bake_preprocessing and not pre:
+        raise ExportError("--bake-preprocessing needs to know the preprocessing: export a network "
+                          "trained here (--train) or from a run")
     if space_kwargs is None and isinstance(extra.get("space_kwargs"), Mapping):
         space_kwargs = extra["space_kwargs"]
     num_classes = num_classes or space_obj.default_num_classes
     input_shape = tuple(space_obj.input_shape(input_size))
     profiler = _profiler(device) if measure else None
+    if int8 and profiler is not None and not getattr(profiler, "measures_onnx", False):
+        raise ExportError(f"an int8 file is timed as a file: measure it on an ONNX Runtime "
+                          f"device (e.g. --device ort:cpu), not {profiler.spec}")
     predictor_obj = (_predictor(predictor, space_obj, profiler, allow_device_mismatch)
                      if predictor is not None else None)
     if model is None:
         model = space_obj.build(arch_obj, num_classes, input_size)
         if weights is not None:
             apply_weights(model, weights)
+    network, graph_shape, input_dtype = model, input_shape, None
+    if bake_preprocessing:
+        from hwnas.export.preprocess import baked, raw_input_shape
 
-    onnx_model, report = export_and_verify(model, input_shape, opset, exporter, seed)
+        network, graph_shape, input_dtype = baked(model, pre), raw_input_shape(pre), "uint8"
+
+    onnx_model, report = export_and_verify(network, graph_shape, opset, exporter, seed, input_dtype)
     logits = tuple(d.dim_value for d in onnx_model.graph.output[0].type.tensor_type.shape.dim[1:])
     if logits and logits != (num_classes,):
         raise ExportError(f"the network outputs {list(logits)} per sample, expected {num_classes} logits")
     cost = count_cost(model, input_shape)
     report.path, report.space, report.arch = target, space_obj.key, space_obj.to_string(arch_obj)
     report.macs, report.params, report.num_classes = cost.macs, cost.params, num_classes
-    report.accuracy = accuracy
+    report.accuracy, report.trained = accuracy, trained
+    report.input_shape = tuple(graph_shape)
+    report.input_format = ("raw uint8 image, N x H x W x C (preprocessing inside the graph)"
+                           if bake_preprocessing else
+                           "float32 N x C x H x W, preprocessed as 'preprocessing' says")
     if predictor_obj is not None:
         report.predicted_latency_ms = _predicted_ms(predictor_obj, arch_obj)
     report.metadata = {
@@ -176,6 +254,7 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
         "space_kwargs": dict(space_kwargs) if space_kwargs is not None else None,
         "arch": report.arch, "choices": list(arch_obj.choices), "input_shape": list(input_shape),
         "num_classes": num_classes, "macs": cost.macs, "params": cost.params, "accuracy": accuracy,
+        "trained": trained, "input_format": report.input_format,
         "predicted_latency_ms": report.predicted_latency_ms,
         "predictor": str(predictor) if isinstance(predictor, (str, Path)) else None,
         "parity_max_abs_diff": report.parity_max_abs_diff, "exporter": report.exporter,
@@ -185,10 +264,19 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
     onnx_model.doc_string = f"hwnas {space_obj.key} {report.arch}"
     check_model(onnx_model)
     report.checker_ok = True
+    fp32_bytes = None
+    if int8:
+        onnx_model, fp32_bytes = _to_int8(onnx_model, model, data, report)
     if profiler is not None:
         # time the serialised graph itself; the stamp below only adds metadata entries
-        measurement, report.latency_measured_on = measure_exported(
-            profiler, onnx_model.SerializeToString(), model, input_shape)
+        if fp32_bytes is not None and getattr(profiler, "measures_onnx", False):
+            pair = profiler.measure_many([onnx_model.SerializeToString(), fp32_bytes], input_shape)
+            measurement, report.latency_measured_on = pair[0], "file"
+            report.fp32_latency_ms = float(pair[1].latency_ms)
+            report.metadata["fp32_latency_ms"] = report.fp32_latency_ms
+        else:
+            measurement, report.latency_measured_on = measure_exported(
+                profiler, onnx_model.SerializeToString(), network, graph_shape)
         report.latency_ms = float(measurement.latency_ms)
         report.latency_statistic = measurement.statistic
         report.device, report.device_fingerprint_id = profiler.label, profiler.fingerprint_id

@@ -36,6 +36,11 @@ class ExportReport:
     accuracy: float | None = None
     fallback_reason: str | None = None
     measurement: dict[str, Any] | None = None  # the devices.Measurement of the latency
+    trained: bool = True
+    input_format: str = ""
+    int8: bool = False
+    fp32_accuracy: float | None = None
+    fp32_latency_ms: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,13 +74,19 @@ class ExportReport:
         rows.append(("output scale", f"max |output| {self.output_scale:.3g}, worst diff relative to "
                                      f"it {self.parity_relative:.1e}"))
         rows += [("MACs", f"{self.macs / 1e6:.2f} M"), ("params", f"{self.params / 1e6:.3f} M"),
-                 ("input", "x".join(map(str, self.input_shape))), ("classes", str(self.num_classes))]
+                 ("input shape", "x".join(map(str, self.input_shape))),
+                 ("classes", str(self.num_classes))]
+        rows.append(("input", self.input_format or "x".join(map(str, self.input_shape))))
+        if not self.trained:
+            rows.append(("weights", "untrained (random): no accuracy; for latency work only"))
         if self.accuracy is not None:
-            rows.append(("accuracy", f"{self.accuracy:.4f}"))
+            rows.append(("accuracy", f"{self.accuracy:.2f} % (validation split)"
+                         + (f"; fp32 {self.fp32_accuracy:.2f} %" if self.int8 else "")))
         if self.latency_ms is not None:
             rows.append(("latency", f"{self.latency_ms:.4g} ms ({self.latency_statistic}, batch 1, "
                                     f"timed on the {self.latency_measured_on}) on {self.device} "
-                                    f"[{self.device_fingerprint_id}]"))
+                                    f"[{self.device_fingerprint_id}]"
+                         + (f"; fp32 {self.fp32_latency_ms:.4g} ms" if self.fp32_latency_ms else "")))
         if self.predicted_latency_ms is not None:
             error = self.prediction_error
             rows.append(("predicted", f"{self.predicted_latency_ms:.4g} ms"

@@ -78,9 +78,11 @@ def check_model(model: Any) -> None:
 
 
 def parity(model_bytes: bytes, module: Any, input_shape: Sequence[int],
-           batches: Sequence[int] = PARITY_BATCHES, seed: int = 0) -> tuple[dict[int, float], float]:
-    """Max abs difference between ONNX Runtime (CPU) and torch on random normal inputs,
-    per batch size, and the largest |torch output| seen; the module must be in eval mode."""
+           batches: Sequence[int] = PARITY_BATCHES, seed: int = 0,
+           input_dtype: str | None = None) -> tuple[dict[int, float], float]:
+    """Max abs difference between ONNX Runtime (CPU) and torch on random normal inputs
+    (random raw pixel values 0..16 for a uint8 graph), per batch size, and the largest
+    |torch output| seen; the module must be in eval mode."""
     import onnxruntime as ort
     import torch
 
@@ -95,7 +97,10 @@ def parity(model_bytes: bytes, module: Any, input_shape: Sequence[int],
     rng = np.random.default_rng(seed)
     diffs, scale = {}, 0.0
     for batch in batches:
-        x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
+        if input_dtype == "uint8":
+            x = rng.integers(0, 17, size=(batch, *input_shape)).astype(np.uint8)
+        else:
+            x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
         expected = module(torch.from_numpy(x)).detach().numpy()
         try:
             (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
@@ -119,7 +124,8 @@ def default_opset(model: Any) -> int | None:
 
 
 def export_and_verify(model: Any, input_shape: Sequence[int], opset: int = OPSET,
-                      exporter: str = "auto", seed: int = 0) -> tuple[Any, ExportReport]:
+                      exporter: str = "auto", seed: int = 0,
+                      input_dtype: str | None = None) -> tuple[Any, ExportReport]:
     """Export ``model`` in eval mode with the converter profiling uses
     (:func:`devices.onnx_export.to_onnx`, dynamic batch) and run every check that needs
     no metadata: opset, no external data, parity at batch 1 and 8. Returns the ONNX model
@@ -128,7 +134,8 @@ def export_and_verify(model: Any, input_shape: Sequence[int], opset: int = OPSET
     with eval_mode(model):
         start = time.perf_counter()
         try:
-            converted = to_onnx(model, input_shape, opset, exporter, dynamic_batch=True)
+            converted = to_onnx(model, input_shape, opset, exporter, dynamic_batch=True,
+                                input_dtype=input_dtype)
         except HwnasError as error:
             raise ExportError(str(error)) from None
         export_s = time.perf_counter() - start
@@ -139,7 +146,8 @@ def export_and_verify(model: Any, input_shape: Sequence[int], opset: int = OPSET
                               f"requested {opset}")
         if external_tensors(onnx_model):
             raise ExportError("the exported model keeps tensors in external data files")
-        diffs, scale = parity(onnx_model.SerializeToString(), model, input_shape, seed=seed)
+        diffs, scale = parity(onnx_model.SerializeToString(), model, input_shape, seed=seed,
+                              input_dtype=input_dtype)
     worst, allowed = max(diffs.values()), parity_tolerance(scale)
     if not worst <= allowed:
         raise ParityError(f"ONNX Runtime differs from torch by up to {worst:.3g} (batch sizes "

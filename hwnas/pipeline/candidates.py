@@ -87,7 +87,7 @@ def prepare(state: PipelineState, arch: Arch) -> Candidate:
                          num_classes=net.num_classes, input_size=state.input_size,
                          accuracy=float(net.accuracy), measure=False,
                          space_kwargs=s.space_kwargs, seed=s.seed,
-                         metadata={"trained_on": net.trained_on})
+                         metadata=net.deploy_metadata())
     result = {"arch": text, "accuracy": float(net.accuracy), "trained_on": net.trained_on,
               "epochs": s.retrain_epochs, "num_classes": net.num_classes,
               "macs": int(report.macs), "params": int(report.params)}

@@ -119,7 +119,8 @@ def test_default_export_measures_the_file_and_stamps_everything(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     path = out / "model.onnx"
-    report = export_arch(space, arch, path, device=profiler, predictor=tmp_path / "pred.pt",
+    report = export_arch(space, arch, path, model=space.build(arch), device=profiler,
+                         predictor=tmp_path / "pred.pt",
                          accuracy=91.25, space_kwargs=SPACES["fbnetv2"],
                          metadata={"trained_on": "nothing"})
 
@@ -174,7 +175,7 @@ def test_dynamo_is_the_fallback_and_its_failure_is_one_sentence(tmp_path):
 def test_dynamo_export_at_a_newer_opset(tmp_path):
     space = _space("fbnetv2")
     report = export_arch(space, space.sample(0), tmp_path / "model.onnx", measure=False,
-                         exporter="dynamo", opset=20)
+                         exporter="dynamo", opset=20, untrained=True)
     assert report.exporter == "dynamo" and report.opset == 20
     assert onnx.load(str(tmp_path / "model.onnx")).opset_import[0].version == 20
 
@@ -186,12 +187,13 @@ def test_metadata_round_trip_is_typed_and_keeps_foreign_entries():
     entry.key, entry.value = "author", "someone"
     values = {"space": "fbnetv2:tiny", "space_kwargs": {"preset": "tiny"}, "choices": [0, 2, 1],
               "macs": 123456789012, "latency_ms": 0.1 + 0.2, "opset": 20, "accuracy": None,
-              "note": 7}
+              "note": 7, "words": "7 ms"}
     onnx_meta.write_metadata(model, values)
     onnx_meta.write_metadata(model, {**values, "opset": 21})  # rewriting replaces, never duplicates
     got = onnx_meta.read_metadata(model)
     assert got == {"space": "fbnetv2:tiny", "space_kwargs": {"preset": "tiny"}, "choices": [0, 2, 1],
-                   "macs": 123456789012, "latency_ms": 0.1 + 0.2, "opset": 21, "note": "7"}
+                   "macs": 123456789012, "latency_ms": 0.1 + 0.2, "opset": 21, "note": 7,
+                   "words": "7 ms"}  # foreign entries keep their types too
     keys = [p.key for p in model.metadata_props]
     assert keys.count("hwnas.opset") == 1 and "hwnas.accuracy" not in keys
     assert ("author", "someone") in [(p.key, p.value) for p in model.metadata_props]
@@ -278,7 +280,8 @@ def test_failed_write_removes_the_temporary_file(tmp_path, monkeypatch):
     monkeypatch.setattr(spaces.core.files.os, "replace", refuse)
     space = _space("fbnetv2")
     with pytest.raises(ExportError, match="No space left on device"):
-        export_arch(space, space.sample(0), tmp_path / "model.onnx", measure=False, exporter="torchscript")
+        export_arch(space, space.sample(0), tmp_path / "model.onnx", measure=False,
+                    exporter="torchscript", untrained=True)
     assert os.listdir(tmp_path) == []
 
 
@@ -305,10 +308,11 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
     preds.mkdir()
     _lut_predictor(nb201, preds / "other-device.pt", "not-this-machine")
     with pytest.raises(PredictorMismatch, match="trained on device"):
-        export_arch(nb201, nb201.sample(0), tmp_path / "m.onnx", predictor=preds / "other-device.pt")
+        export_arch(nb201, nb201.sample(0), tmp_path / "m.onnx", predictor=preds / "other-device.pt",
+                    untrained=True)
     with pytest.raises(PredictorMismatch, match="trained on space 'nb201'"):
         export_arch(fbnet, fbnet.sample(0), tmp_path / "m.onnx", predictor=preds / "other-device.pt",
-                    measure=False)
+                    measure=False, untrained=True)
     assert os.listdir(tmp_path) == []
 
 
@@ -343,9 +347,12 @@ def test_cli_exports_inspects_and_exits_2_on_bad_input(tmp_path, capsys):
     space = _space("nao")
     arch = space.to_string(space.sample(0))
     path = tmp_path / "m.onnx"
+    code, _, err = _cli(capsys, "--space", "nao", "--arch", arch, "-o", path, "--no-measure")
+    assert code == 2 and "--untrained" in err and not path.exists()
     code, out, _ = _cli(capsys, "--space", "nao", "--arch", arch, "-o", path, "--exporter",
-                        "torchscript", "--no-measure")
+                        "torchscript", "--no-measure", "--untrained")
     assert code == 0 and "onnx.checker" in out and "parity batch 8" in out
+    assert "untrained (random)" in out
     code, out, _ = _cli(capsys, "--inspect", path)
     assert code == 0 and arch in out and "logits [batch, 10]" in out
 
@@ -353,15 +360,15 @@ def test_cli_exports_inspects_and_exits_2_on_bad_input(tmp_path, capsys):
     torch.save(space.build(space.sample(1)).state_dict(), wrong)
     fbnet = _space("fbnet")
     bad = {
-        "arch of another space": ["--space", "nao", "--arch", fbnet.to_string(fbnet.sample(0)),
+        "arch of another space": ["--untrained", "--space", "nao", "--arch", fbnet.to_string(fbnet.sample(0)),
                                   "-o", tmp_path / "a.onnx"],
         "wrong weights": ["--space", "nao", "--arch", arch, "--weights", wrong, "-o", tmp_path / "b.onnx",
                           "--no-measure", "--exporter", "torchscript"],
-        "unwritable path": ["--space", "nao", "--arch", arch, "-o", tmp_path / "missing" / "c.onnx"],
-        "unsupported opset": ["--space", "nao", "--arch", arch, "--opset", "6", "-o", tmp_path / "d.onnx"],
-        "unknown space": ["--space", "nope", "--arch", arch, "-o", tmp_path / "e.onnx"],
-        "bad space arg": ["--space", "nao", "--space-arg", "colour=1", "--arch", arch, "-o", tmp_path / "g.onnx"],
-        "unknown device": ["--space", "nao", "--arch", arch, "--device", "abacus", "-o", tmp_path / "f.onnx"],
+        "unwritable path": ["--untrained", "--space", "nao", "--arch", arch, "-o", tmp_path / "missing" / "c.onnx"],
+        "unsupported opset": ["--untrained", "--space", "nao", "--arch", arch, "--opset", "6", "-o", tmp_path / "d.onnx"],
+        "unknown space": ["--untrained", "--space", "nope", "--arch", arch, "-o", tmp_path / "e.onnx"],
+        "bad space arg": ["--untrained", "--space", "nao", "--space-arg", "colour=1", "--arch", arch, "-o", tmp_path / "g.onnx"],
+        "unknown device": ["--untrained", "--space", "nao", "--arch", arch, "--device", "abacus", "-o", tmp_path / "f.onnx"],
         "no output": ["--space", "nao", "--arch", arch],
         "not onnx": ["--inspect", wrong],
     }
@@ -398,10 +405,15 @@ def test_cli_exports_a_run_folder_best_and_pareto_pick(tmp_path, capsys):
                     "metrics": {"accuracy": 90.0}, "num_classes": 7, "input_size": 16})
 
     fast = ["--exporter", "torchscript", "--no-measure"]
+    code, _, err = _cli(capsys, run.path, *fast)
+    assert code == 2 and "no trained weights" in err  # random weights need --untrained
+    fast.append("--untrained")
     assert _cli(capsys, run.path, *fast)[0] == 0
     meta = onnx_meta.read_metadata(run.best_model_path)
     assert (meta["arch"], meta["num_classes"], meta["metrics"]) == (space.to_string(archs[0]), 7,
                                                                     {"accuracy": 90.0})
+    assert meta["trained"] is False and "accuracy" not in meta  # the search's number is not the file's
+    assert "not these weights" in meta["accuracy_source"]
     assert _cli(capsys, run.path, "--pick", 2, *fast)[0] == 0
     meta = onnx_meta.read_metadata(run.path / "pareto-2.onnx")
     assert meta["arch"] == space.to_string(archs[2]) and meta["metrics"]["macs"] == 1e6
@@ -427,7 +439,7 @@ def test_the_stamped_latency_is_a_measurement_of_the_written_file(tmp_path):
 
     profiler.measure_many = spy
     path = tmp_path / "model.onnx"
-    report = export_arch(space, space.sample(2), path, device=profiler)
+    report = export_arch(space, space.sample(2), path, device=profiler, untrained=True)
     assert report.latency_measured_on == "file" and len(timed) == 1
     assert isinstance(timed[0], bytes)  # the serialised model, not the torch module
     written = onnx.load(str(path))
@@ -442,6 +454,7 @@ def test_the_stamped_latency_is_a_measurement_of_the_written_file(tmp_path):
 def test_torch_devices_time_the_module_and_say_so(tmp_path):
     space = _space("fbnetv2")
     profiler = devices.get("torch:cpu", plan=devices.TimingPlan.quick())
-    report = export_arch(space, space.sample(2), tmp_path / "m.onnx", device=profiler)
+    report = export_arch(space, space.sample(2), tmp_path / "m.onnx", device=profiler,
+                         untrained=True)
     assert report.latency_measured_on == "module"
     assert onnx_meta.read_metadata(tmp_path / "m.onnx")["latency_measured_on"] == "module"
