@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.strategies.supernet.masked_layers import MaskedConvBN, nested_kernel_masks, prefix_masks
-from hwnas.strategies.supernet.supernet import SupernetBase, _skippable
+from hwnas.strategies.supernet.supernet import SupernetBase, skippable
 from spaces.fbnetv2 import BlockChoice, FBNetV2Space
 
 _TINY = 1e-12  # guards g / gate when every non-skip weight is exactly 0 (a hard skip sample)
@@ -133,7 +133,7 @@ class SinglePathBlock(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, in_weights: torch.Tensor,
                 out_mask: torch.Tensor, sparse: bool = False) -> torch.Tensor:
         w = self.mask_weights(weights)
-        if w.gate is not None and _skippable(w.gate, sparse):
+        if w.gate is not None and skippable(w.gate, sparse):
             return x  # skipped: identity (only residual blocks have a skip option)
         y, hidden_mask = self.depthwise_conv(x, w, in_weights, sparse)
         h = self.depthwise.normalize(y, hidden_mask)
@@ -152,12 +152,12 @@ class SinglePathBlock(nn.Module):
         pad = self.k_max // 2
         y: torch.Tensor | None = None
         expand_w = (w.expansion * self.expand_cols).sum()
-        if self.expand is not None and not _skippable(expand_w, sparse):
+        if self.expand is not None and not skippable(expand_w, sparse):
             h = self.expand(x, (joint * self.expand_cols).reshape(-1) @ flat)
             y = F.conv2d(h, dw_weight, None, self.stride, pad, groups=self.hidden)
         if self.identity_index is not None:
             w1 = w.expansion[self.identity_index]
-            if not _skippable(w1, sparse):
+            if not skippable(w1, sparse):
                 # expansion 1: the block input is the hidden layer (first in_max channels)
                 y1 = w1 * F.conv2d(x, dw_weight[:self.in_max], None, self.stride, pad,
                                    groups=self.in_max)

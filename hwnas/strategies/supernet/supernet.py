@@ -90,7 +90,7 @@ def one_hot_weights(space: FBNetV2Space, arch: Arch) -> list[torch.Tensor]:
     return [F.one_hot(torch.tensor(c), len(d)).float() for c, d in zip(arch.choices, space.decisions)]
 
 
-def _skippable(w: torch.Tensor, sparse: bool) -> bool:
+def skippable(w: torch.Tensor, sparse: bool) -> bool:
     """A branch of weight exactly 0 adds nothing. Without ``sparse`` it is still run
     when the weight needs a gradient (soft Gumbel: d loss / d w = <grad, branch output>);
     with ``sparse`` (hard straight-through samples, GDAS) it is skipped anyway, and alpha
@@ -118,7 +118,7 @@ class MixedBlock(nn.Module):
         for k, choice in enumerate(self.options):
             w = weights[k]
             branch = next(branches) if choice is not None else None
-            if _skippable(w, sparse):
+            if skippable(w, sparse):
                 continue
             y = x if branch is None else branch(x, in_weights, out_mask)
             out = w * y if out is None else out + w * y
@@ -197,7 +197,7 @@ class SupernetBase(nn.Module):
         logits: torch.Tensor | None = None
         for k, size in enumerate(self.space.resolutions):
             w = res_w[k]
-            if _skippable(w, sparse):
+            if skippable(w, sparse):
                 continue
             xr = x if size == x.shape[-1] == x.shape[-2] else F.interpolate(
                 x, size=(size, size), mode="bilinear", align_corners=False)
