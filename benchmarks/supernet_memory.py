@@ -17,17 +17,34 @@ categories: parameters, inputs, activations, gradients, temporaries...). No CUDA
 is needed and allocator caching / RSS noise does not enter. Step time is the
 median of ``--repeats`` un-profiled steps (1 thread).
 
-Also printed: the full fbnetv2 ``tiny`` supernet (6 block branches per block on
-top of the masks) next to its widest standalone network, for scale.
+Then the whole fbnetv2 supernet, both kinds, next to the widest standalone
+network of its space (largest kernel and expansion at the widest widths, the
+supernet's resolution), one training step each with soft Gumbel block / width
+weights that carry a gradient to alpha (as an alpha step does) and one
+resolution (as the search's hard resolution sample):
 
-    python benchmarks/supernet_memory.py                 # K = 2, 4, 8
-    python benchmarks/supernet_memory.py --options 2 4 --repeats 3
+* ``singlepath`` - one masked block per block decision (expansion / kernel masks,
+  skip gate; ``hwnas.strategies.supernet.singlepath``);
+* ``multipath`` - every block option its own masked branch (``FBNetV2Supernet``);
+
+for the ``tiny`` preset (batch ``--batch``, r16) and a larger one (``--large``,
+default ``mobile`` at r128, batch ``--large-batch``), and for the tiny preset as the
+number of kernel x expansion options per block grows (1 to 18 combos, all with
+the same largest kernel 5 and expansion 6, so the widest network stays the same).
+Each group's steps are timed interleaved in ``--repeats`` rounds (a shared CPU's
+speed drifts; the median per step is reported), so ratios come from one run side
+by side. The last line is the whole single-path tiny supernet against its widest
+network: ``... (N.Nx memory)``.
+
+    python benchmarks/supernet_memory.py                 # K = 2, 4, 8, both presets, growth
+    python benchmarks/supernet_memory.py --options 2 4 --repeats 3 --no-large
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -45,9 +62,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hwnas.strategies.supernet.masked_layers import MaskedConvBN, mix_masks, prefix_masks  # noqa: E402
-from hwnas.strategies.supernet.supernet import ArchParams, FBNetV2Supernet  # noqa: E402
-from spaces.fbnetv2 import FBNetV2Space  # noqa: E402
+from hwnas.strategies.supernet.kinds import SUPERNETS, make_supernet  # noqa: E402
+from hwnas.strategies.supernet.supernet import ArchParams  # noqa: E402
+from spaces import Arch  # noqa: E402
+from spaces.fbnetv2 import SKIP, FBNetV2Space  # noqa: E402
 from spaces.fbnetv2_blocks import ConvBNReLU  # noqa: E402
+
+
+#: (kernels, expansions) per block, growing, all with largest kernel 5 and expansion 6.
+GROWTH: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((5,), (6,)), ((3, 5), (3, 6)), ((3, 5), (1, 3, 6)), ((1, 3, 5), (1, 2, 3, 4, 6)),
+    ((1, 3, 5), (1, 2, 3, 4, 5, 6)))
+
+
+def load() -> str:
+    """The 1-minute load average (other jobs share this machine's cores)."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def option_widths(max_width: int, k: int) -> tuple[int, ...]:
@@ -164,34 +194,66 @@ def stack_rows(options: list[int], batch: int, size: int, width: int, layers: in
     return rows
 
 
-def fbnetv2_row(batch: int, repeats: int) -> dict:
-    """The whole tiny supernet (masks + 6 block branches + one resolution per step)."""
+def measure_side_by_side(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[int, float]]:
+    """Peak bytes and median seconds per step, the timed steps interleaved in rounds so a
+    drift of the shared CPU's speed hits every variant alike."""
+    peaks = {}
+    for name, step in steps.items():
+        step()  # warm-up
+        peaks[name] = peak_tensor_bytes(step)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: (peaks[name], float(np.median(times[name]))) for name in steps}
+
+
+def widest_arch(space: FBNetV2Space, resolution: int) -> Arch:
+    """Largest kernel and expansion (never skip) at every stage's widest width."""
+    choices = []
+    for i, d in enumerate(space.decisions):
+        if i == space.resolution_decision:
+            choices.append(space.resolutions.index(resolution))
+        else:  # options ascend (widths; kernel-major blocks), skip comes last
+            choices.append(max(o for o in range(len(d)) if d.options[o] != SKIP))
+    return space.arch(choices)
+
+
+class _Supernet(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, w: list[torch.Tensor]) -> torch.Tensor:
+        return self.net(x, w, sparse=True)
+
+
+def fbnetv2_rows(space: FBNetV2Space, batch: int, resolution: int, repeats: int,
+                 kinds: tuple[str, ...] = tuple(SUPERNETS)) -> dict:
+    """One training step of each supernet kind and of the widest standalone net, side by side."""
     torch.manual_seed(0)
-    space = FBNetV2Space("tiny")
-    x = torch.randn(batch, 3, 16, 16)
-    y = torch.randint(0, 10, (batch,))
-    supernet = FBNetV2Supernet(space)
-    alpha = ArchParams(space)
+    x = torch.randn(batch, space.in_channels, resolution, resolution)
+    y = torch.randint(0, space.default_num_classes, (batch,))
+    res_index = space.resolutions.index(resolution)
     hard = [i == space.resolution_decision for i in range(len(space.decisions))]
+    steps = {}
+    for kind in kinds:
+        torch.manual_seed(0)
+        supernet = make_supernet(kind, space, input_size=resolution)
+        alpha = ArchParams(space)
 
-    def weights() -> list[torch.Tensor]:
-        w = alpha.sample(5.0, hard=hard)
-        w[space.resolution_decision] = torch.eye(len(space.resolutions))[-1]  # 16x16, like the widest
-        return w
+        def weights(alpha: ArchParams = alpha) -> list[torch.Tensor]:
+            w = alpha.sample(5.0, hard=hard)
+            w[space.resolution_decision] = torch.eye(len(space.resolutions))[res_index]
+            return w
 
-    class Wrapped(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = supernet
-
-        def forward(self, xx: torch.Tensor, w: list[torch.Tensor]) -> torch.Tensor:
-            return self.net(xx, w, sparse=True)
-
-    widest_arch = space.from_string("r16|c24-40-64|k5e6-k5e6-k5e6-k5e6-k5e6-k5e6")
-    standalone = space.build(widest_arch)
-    s = measure(make_step(Wrapped(), x, y, weights), repeats)
-    w = measure(make_step(_Plain(standalone), x, y, lambda: None), repeats)
-    return {"supernet_mb": s[0] / 1e6, "widest_mb": w[0] / 1e6, "supernet_s": s[1], "widest_s": w[1]}
+        steps[kind] = make_step(_Supernet(supernet), x, y, weights)
+    standalone = space.build(widest_arch(space, resolution), input_size=resolution)
+    steps["widest"] = make_step(_Plain(standalone), x, y, lambda: None)
+    measured = measure_side_by_side(steps, repeats)
+    return {name: {"mb": peak / 1e6, "s": sec} for name, (peak, sec) in measured.items()}
 
 
 class _Plain(nn.Module):
@@ -211,11 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=64, help="widest channel count")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-fbnetv2", action="store_true", help="skip the full tiny supernet row")
+    parser.add_argument("--no-fbnetv2", action="store_true", help="only the conv-stack rows")
+    parser.add_argument("--large", default="mobile", help="the larger preset (default mobile)")
+    parser.add_argument("--large-width", type=float, default=1.0, help="its width multiplier")
+    parser.add_argument("--large-resolution", type=int, help="its resolution (default: its smallest)")
+    parser.add_argument("--large-batch", type=int, default=8)
+    parser.add_argument("--large-repeats", type=int, default=3)
+    parser.add_argument("--no-large", action="store_true", help="skip the larger preset")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread; load average {load()}")
     print(f"one SGD step, batch {args.batch}, input 16x{args.size}x{args.size}, {args.layers} conv3x3 "
           f"layers, widest {args.width} channels; peak = live tensor bytes (profiler memory timeline)")
     rows = stack_rows(args.options, args.batch, args.size, args.width, args.layers, args.repeats)
@@ -230,12 +299,58 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target masking <= 1.3x widest: {'met' if worst <= 1.3 else 'MISSED'} (worst {worst:.2f}x); "
           f"multipath grows with K: {'yes' if grows else 'no'}")
     out = {"stack": rows, "args": vars(args)}
-    if not args.no_fbnetv2:
-        f = fbnetv2_row(args.batch, args.repeats)
-        out["fbnetv2_tiny"] = f
-        print(f"fbnetv2 tiny supernet (masks + 6 block branches, r16): {f['supernet_mb']:.1f} MB, "
-              f"{1e3 * f['supernet_s']:.0f} ms/step vs widest standalone {f['widest_mb']:.1f} MB, "
-              f"{1e3 * f['widest_s']:.0f} ms/step ({f['supernet_mb'] / f['widest_mb']:.1f}x memory)")
+    if args.no_fbnetv2:
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return 0
+
+    def ratio_line(label: str, r: dict, kinds: tuple[str, ...]) -> str:
+        w = r["widest"]
+        parts = [f"{label:<28} widest {w['mb']:>7.1f} MB {1e3 * w['s']:>7.0f} ms"]
+        for kind in kinds:
+            parts.append(f"{kind} {r[kind]['mb']:>7.1f} MB {1e3 * r[kind]['s']:>7.0f} ms "
+                         f"({r[kind]['mb'] / w['mb']:.2f}x, {r[kind]['s'] / w['s']:.2f}x)")
+        return " | ".join(parts)
+
+    kinds = tuple(SUPERNETS)
+    print(f"\nwhole fbnetv2 supernet vs the widest standalone net of its space (one SGD step, soft "
+          f"Gumbel block/width weights with grad to alpha, one resolution; medians of "
+          f"{args.repeats} interleaved rounds; (memory x, time x) of widest); load {load()}")
+    tiny = FBNetV2Space("tiny")
+    presets = {"tiny r16 batch %d" % args.batch: fbnetv2_rows(tiny, args.batch, 16, args.repeats)}
+    if not args.no_large:
+        large = FBNetV2Space(args.large, width_mult=args.large_width)
+        res = args.large_resolution or large.resolutions[0]
+        label = f"{large.key} r{res} batch {args.large_batch}"
+        presets[label] = fbnetv2_rows(large, args.large_batch, res, args.large_repeats)
+    for label, r in presets.items():
+        print(ratio_line(label, r, kinds))
+    out["fbnetv2"] = presets
+
+    print(f"\ntiny supernet as block options grow (kernels x expansions per block; the widest "
+          f"net, k5e6, is the same for all); load {load()}")
+    growth = {}
+    for kernels, expansions in GROWTH:
+        space = FBNetV2Space("tiny", kernels=kernels, expansions=expansions)
+        label = f"{len(kernels) * len(expansions):>2} combos k{'-'.join(map(str, kernels))} " \
+                f"e{'-'.join(map(str, expansions))}"
+        growth[label] = fbnetv2_rows(space, args.batch, 16, args.repeats)
+        print(ratio_line(label, growth[label], kinds))
+    out["growth"] = growth
+    sp = [r["singlepath"]["mb"] / r["widest"]["mb"] for r in [*presets.values(), *growth.values()]]
+    st = [r["singlepath"]["s"] / r["widest"]["s"] for r in [*presets.values(), *growth.values()]]
+    mp = [r["multipath"]["mb"] for r in growth.values()]
+    print(f"\ntargets (every row above): single-path <= 1.3x memory: "
+          f"{'met' if max(sp) <= 1.3 else 'MISSED'} (worst {max(sp):.2f}x); <= 1.5x step time: "
+          f"{'met' if max(st) <= 1.5 else 'MISSED'} (worst {max(st):.2f}x); multi-path memory grows "
+          f"with the options: {'yes' if all(a < b for a, b in zip(mp, mp[1:])) else 'no'} "
+          f"({mp[0]:.0f} -> {mp[-1]:.0f} MB); load {load()}")
+    t = presets[next(iter(presets))]
+    print(f"fbnetv2 tiny single-path supernet (one masked block per decision, r16): "
+          f"{t['singlepath']['mb']:.1f} MB, {1e3 * t['singlepath']['s']:.0f} ms/step vs widest "
+          f"standalone {t['widest']['mb']:.1f} MB, {1e3 * t['widest']['s']:.0f} ms/step "
+          f"({t['singlepath']['s'] / t['widest']['s']:.1f}x time, "
+          f"{t['singlepath']['mb'] / t['widest']['mb']:.1f}x memory)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

@@ -10,7 +10,9 @@ each stage its ``width`` followed by its blocks:
    mask the first ``c_k`` channels;
 3. ``stageN.blockM`` - kernel {3,5} x expansion {1,3,6}, plus ``skip``
    on every block but a stage's first (the first may change stride and width, so it
-   can never be an identity). Skip is how depth is searched.
+   can never be an identity). Skip is how depth is searched. ``kernels=`` and
+   ``expansions=`` widen (or narrow) these sets, e.g. to measure how a supernet's
+   cost grows with the number of block options.
 
 Every option of every decision is always legal, so ``size`` is the plain product.
 
@@ -44,10 +46,19 @@ class BlockChoice:
         return f"k{self.kernel}e{self.expansion}"
 
 
+#: The default kernel sizes and expansion ratios of a block.
+KERNELS: tuple[int, ...] = (3, 5)
+EXPANSIONS: tuple[int, ...] = (1, 3, 6)
+
+
+def block_options(kernels: tuple[int, ...] = KERNELS,
+                  expansions: tuple[int, ...] = EXPANSIONS) -> tuple[BlockChoice, ...]:
+    """The non-skip block options, kernel-major, in decision order."""
+    return tuple(BlockChoice(k, e) for k in kernels for e in expansions)
+
+
 #: The non-skip block options, in decision order (skip, where allowed, comes last).
-BLOCK_CHOICES: tuple[BlockChoice, ...] = tuple(
-    BlockChoice(k, e) for k in (3, 5) for e in (1, 3, 6))
-_BLOCK_BY_NAME: dict[str, BlockChoice] = {b.name: b for b in BLOCK_CHOICES}
+BLOCK_CHOICES: tuple[BlockChoice, ...] = block_options()
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,21 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def _option_set(space: str, name: str, values: tuple[int, ...], odd: bool) -> tuple[int, ...]:
+    """``values`` as an ascending tuple of distinct positive ints (odd ones for kernels, so
+    a smaller kernel is the centre of a larger one), else InvalidArchitecture."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        items = ()
+    ok = bool(items) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                             and (v % 2 == 1 or not odd) for v in items)
+    if not ok or len(set(items)) != len(items):
+        what = "distinct odd positive integers" if odd else "distinct positive integers"
+        raise InvalidArchitecture(space, f"{name} must be {what}, got {values!r}")
+    return tuple(sorted(items))
+
+
 def scale_width(width: int, mult: float, divisor: int = 4) -> int:
     """MobileNet rounding: nearest multiple of ``divisor``, at least ``divisor``, and
     never more than 10% below the exact scaled width."""
@@ -164,13 +190,18 @@ class FBNetV2Space(Space):
 
     name = "fbnetv2"
 
-    def __init__(self, preset: str = "tiny", width_mult: float = 1.0, in_channels: int = 3) -> None:
+    def __init__(self, preset: str = "tiny", width_mult: float = 1.0, in_channels: int = 3,
+                 kernels: tuple[int, ...] = KERNELS, expansions: tuple[int, ...] = EXPANSIONS) -> None:
         if preset not in PRESETS:
             raise UnknownName("preset", preset, sorted(PRESETS))
         if not (isinstance(width_mult, (int, float)) and math.isfinite(width_mult) and width_mult > 0):
             raise InvalidArchitecture(self.name, f"width_mult must be a positive number, got {width_mult!r}")
         if not (isinstance(in_channels, int) and in_channels > 0):
             raise InvalidArchitecture(self.name, f"in_channels must be a positive integer, got {in_channels!r}")
+        self.kernels = _option_set(self.name, "kernels", kernels, odd=True)
+        self.expansions = _option_set(self.name, "expansions", expansions, odd=False)
+        self._blocks = block_options(self.kernels, self.expansions)
+        self._block_by_name = {b.name: b for b in self._blocks}
         self.preset = preset
         self.width_mult = float(width_mult)
         self.in_channels = in_channels
@@ -200,7 +231,7 @@ class FBNetV2Space(Space):
 
     def _make_decisions(self) -> tuple[Decision, ...]:
         decisions = [Decision("resolution", tuple(str(r) for r in self.resolutions))]
-        names = tuple(b.name for b in BLOCK_CHOICES)
+        names = tuple(b.name for b in self._blocks)
         for st in self._layout:
             decisions.append(Decision(f"{st.name}.width", tuple(str(w) for w in st.widths)))
             for b in range(st.num_blocks):
@@ -215,6 +246,10 @@ class FBNetV2Space(Space):
             key += f":w{self.width_mult:g}"
         if self.in_channels != 3:
             key += f":c{self.in_channels}"
+        if self.kernels != KERNELS:
+            key += ":k" + "-".join(map(str, self.kernels))
+        if self.expansions != EXPANSIONS:
+            key += ":e" + "-".join(map(str, self.expansions))
         return key
 
     def stage_layout(self) -> tuple[StageLayout, ...]:
@@ -231,7 +266,7 @@ class FBNetV2Space(Space):
         for the block decision at ``decision``."""
         if not 0 <= decision < len(self.decisions) or ".block" not in self.decisions[decision].name:
             raise InvalidArchitecture(self.name, f"decision {decision} is not a block decision")
-        return tuple(_BLOCK_BY_NAME.get(o) for o in self.decisions[decision].options)
+        return tuple(self._block_by_name.get(o) for o in self.decisions[decision].options)
 
     def resolve(self, arch: Arch) -> ArchConfig:
         """The numbers an architecture stands for (resolution, stage widths, blocks)."""

@@ -25,7 +25,7 @@ ORDER = 40
 # --resume, a setting the user did not type is taken from the stored run.
 SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
             "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
-            "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep")
+            "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep", "supernet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--sweep", type=int, metavar="N",
                    help="supernet: N latency budgets spread over the predictor's range")
+    g.add_argument("--supernet", choices=("singlepath", "multipath"),
+                   help="supernet: one masked block per decision (singlepath, the default) or "
+                        "every block option a branch (multipath); in a single search it implies "
+                        "--strategy supernet")
     g = parser.add_argument_group("run folder")
     g.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<timestamp>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out; "
@@ -127,7 +131,7 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None = N
         str(b).strip().startswith("latency_ms") for b in s["budget"])
     if needs_latency and not (s["device"] or s["device_table"] or s["predictor"]) and not tabular:
         s["device"] = "ort:cpu"
-    s["strategy"] = s["strategy"] or "evolution"
+    s["strategy"] = s["strategy"] or ("supernet" if s["supernet"] else "evolution")
     s["queries"] = s["queries"] if s["queries"] is not None else (100 if tabular else 40)
     s["seed"] = s["seed"] if s["seed"] is not None else 0
     if not tabular:
@@ -172,10 +176,10 @@ def _strategy(s: dict[str, Any], budgets: list[float] | None = None):
     accepted = inspect.signature(cls.__init__).parameters
     wanted = {"seed": s["seed"], "batch_size": s["batch"], "population": s["population"],
               "sample_size": s["sample_size"], "reward": s["reward"], "sweep": s.get("sweep"),
-              "budgets": budgets}
+              "budgets": budgets, "supernet": s.get("supernet")}
     options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
     ignored = [k for k, v in wanted.items() if v is not None and k not in accepted]
-    if any(k in ("population", "sample_size", "reward", "sweep") for k in ignored):
+    if any(k in ("population", "sample_size", "reward", "sweep", "supernet") for k in ignored):
         raise HwnasError(f"strategy {s['strategy']!r} takes no "
                          f"{', '.join('--' + k.replace('_', '-') for k in ignored)} option")
     return cls(**options)
@@ -269,7 +273,8 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
                      "active_budget": "active_budget", "active_batch": "active_batch",
                      "target": "target", "pool": "pool", "queries": "queries", "epochs": "epochs",
                      "search_epochs": "search_epochs", "retrain_epochs": "retrain_epochs",
-                     "max_rounds": "max_rounds", "margin": "margin", "seed": "seed"}
+                     "max_rounds": "max_rounds", "margin": "margin", "supernet": "supernet",
+                     "seed": "seed"}
 SINGLE_SEARCH_ONLY = ("evaluator", "device_table", "objective", "population", "sample_size",
                       "batch", "reward", "input_size")
 

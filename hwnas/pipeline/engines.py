@@ -78,9 +78,9 @@ class SupernetEngine(Engine):
     def _searcher(self, predictor: Any) -> Any:
         import torch
 
+        from hwnas.strategies.supernet import make_supernet
         from hwnas.strategies.supernet.search import SupernetSearch
         from hwnas.strategies.supernet.strategy import SupernetStrategy
-        from hwnas.strategies.supernet.supernet import FBNetV2Supernet
 
         if self._search is None:
             s, data = self.state.settings, self.state.data
@@ -91,7 +91,8 @@ class SupernetEngine(Engine):
                 options["supernet"] = s.supernet
             config = SupernetStrategy(**options).config
             torch.manual_seed(s.seed)  # the supernet's initial weights, whatever ran before
-            supernet = FBNetV2Supernet(self.state.space, data.num_classes, self.state.input_size)
+            supernet = make_supernet(config.supernet, self.state.space, data.num_classes,
+                                     self.state.input_size)
             self._search = SupernetSearch(supernet, data.x_train, data.y_train, predictor, config)
             self._search.warmup()
         elif self._calls == 1:

@@ -90,3 +90,26 @@ def test_default_search_reduced(tmp_path, capsys):
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 4 and (history["latency_ms"] > 0).all()
     assert history["accuracy"].between(0, 100).all() and history["accuracy"].max() > 20
+
+
+def test_supernet_flag_chooses_the_kind_in_the_pipeline_and_a_single_search():
+    import argparse
+
+    from hwnas.cli import search_cmd
+    from spaces.errors import HwnasError
+
+    parser = argparse.ArgumentParser()
+    search_cmd.add_arguments(parser)
+    args = parser.parse_args(["--supernet", "multipath"])
+    assert search_cmd.uses_pipeline(args)  # the pipeline takes the flag (its engine's kind)
+    from hwnas.pipeline import PipelineSettings
+
+    typed = {field: getattr(args, name, None) for name, field in search_cmd.PIPELINE_SETTINGS.items()}
+    assert PipelineSettings.merged(typed).supernet == "multipath"
+    args = parser.parse_args(["--supernet", "multipath", "--no-pipeline"])
+    settings = search_cmd.resolve_settings(args)
+    assert settings["strategy"] == "supernet"
+    assert search_cmd._strategy(settings).config.supernet == "multipath"
+    args = parser.parse_args(["--strategy", "evolution", "--supernet", "singlepath"])
+    with pytest.raises(HwnasError, match="--supernet"):
+        search_cmd._strategy(search_cmd.resolve_settings(args))

@@ -1,5 +1,6 @@
-"""The FBNetV2 masking supernet: exact equivalence with standalone nets, masks, the
-latency loss's gradient, budgets moving alpha, and the strategy end to end."""
+"""The FBNetV2 masking supernets (single-path and multi-path): exact equivalence with
+standalone nets, masks, the latency loss's gradient, budgets moving alpha, and the
+strategy end to end."""
 
 from __future__ import annotations
 
@@ -12,16 +13,23 @@ from hwnas.evaluators import datasets
 from hwnas.evaluators.latency_sources import PredictorLatency
 from hwnas.evaluators.train import TrainEvaluator
 from hwnas.objectives import parse_objectives
-from hwnas.strategies.supernet import (ArchParams, FBNetV2Supernet, SearchConfig, SupernetSearch,
-                                       SupernetStrategy, one_hot_weights, sweep_budgets)
-from hwnas.strategies.supernet.masked_layers import MaskedConvBN, mix_masks, prefix_masks
+from hwnas.strategies.supernet import (SUPERNETS, ArchParams, FBNetV2Supernet, SearchConfig,
+                                       SinglePathSupernet, SupernetSearch, SupernetStrategy,
+                                       make_supernet, one_hot_weights, sweep_budgets)
+from hwnas.strategies.supernet.kinds import UnknownSupernet
+from hwnas.strategies.supernet.masked_layers import (MaskedConvBN, mix_masks, nested_kernel_masks,
+                                                     prefix_masks)
+from hwnas.strategies.supernet.singlepath import BlockWeights, SinglePathBlock
 from hwnas.strategies.supernet.search import BadSearchSetting, fit_to_budget, temperature
 from hwnas.strategies.supernet.strategy import BadBudget, MissingLatencyModel, MissingTrainingData
 from hwnas.strategies.supernet.supernet import UnsupportedSpace
 from latency import predictors
 from spaces import Arch
-from spaces.fbnetv2 import PRESETS, FBNetV2Space, Preset, StageSpec
+from spaces.fbnetv2 import PRESETS, SKIP, FBNetV2Space, Preset, StageSpec
+from spaces.fbnetv2_blocks import InvertedResidual
 from spaces.nb201 import NB201Space
+
+KINDS = tuple(SUPERNETS)
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +109,40 @@ def test_masked_layer_zeroes_channels_beyond_c_k_and_mixes_like_the_issue_says(t
     torch.testing.assert_close(layer(x, mix_masks(g, masks)), explicit, rtol=0, atol=1e-6)
 
 
+def test_nested_kernel_masks_keep_the_centre():
+    masks = nested_kernel_masks((3, 5, 7))
+    assert masks.shape == (3, 7, 7) and masks.sum((1, 2)).tolist() == [9, 25, 49]
+    assert masks[0, 2:5, 2:5].all() and masks[0].sum() == masks[0, 2:5, 2:5].sum()
+    with pytest.raises(ValueError):
+        nested_kernel_masks((3, 4))
+
+
+def every_block_option(space: FBNetV2Space) -> list[Arch]:
+    """Archs that together use every option of every block decision (skip and each kernel /
+    expansion), with widths and resolution varying, so each option meets several widths."""
+    n = max(len(space.decisions[d]) for st in space.stage_layout() for d in st.block_decisions)
+    archs = []
+    for o in range(n):
+        choices = []
+        for i, decision in enumerate(space.decisions):
+            block = ".block" in decision.name
+            choices.append(o % len(decision) if block else (o + i) % len(decision))
+        archs.append(space.arch(choices))
+    return archs
+
+
 # ---- exact equivalence with the standalone net -----------------------------------------
-def test_one_hot_supernet_computes_exactly_the_standalone_net(tiny):
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_hot_supernet_computes_exactly_the_standalone_net(tiny, kind):
     torch.manual_seed(0)
-    supernet = FBNetV2Supernet(tiny)
+    supernet = make_supernet(kind, tiny)
     randomise_bn(supernet)
     supernet.eval()
     x = torch.randn(4, 3, 16, 16)
     archs = [tiny.sample(s) for s in range(6)]
     skipping = tiny.from_string("r8|c8-40-24|k3e1-skip-k5e6-skip-k3e3-skip")
     widest = tiny.from_string("r16|c24-40-64|k5e6-k5e6-k5e6-k5e6-k5e6-k5e6")
-    for arch in archs + [skipping, widest]:
+    for arch in archs + [skipping, widest] + every_block_option(tiny):
         net = supernet.standalone(arch).eval()
         assert not any(isinstance(m, MaskedConvBN) for m in net.modules())
         with torch.no_grad():
@@ -120,18 +151,83 @@ def test_one_hot_supernet_computes_exactly_the_standalone_net(tiny):
         torch.testing.assert_close(got, expect, rtol=0, atol=1e-5, msg=tiny.to_string(arch))
 
 
-def test_one_hot_supernet_matches_in_training_mode_too(micro):
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_hot_supernet_matches_in_training_mode_too(micro, kind):
     """Batch statistics of the chosen channels do not depend on the masked ones."""
     torch.manual_seed(1)
-    supernet = FBNetV2Supernet(micro)
+    supernet = make_supernet(kind, micro)
     randomise_bn(supernet)
     x = torch.randn(6, 3, 8, 8)
-    for seed in range(4):
-        arch = micro.sample(seed)
+    archs = [micro.sample(seed) for seed in range(4)] + every_block_option(micro)
+    for arch in archs:
         net = supernet.standalone(arch).train()
         supernet.train()
         torch.testing.assert_close(supernet(x, one_hot_weights(micro, arch)), net(x),
-                                   rtol=0, atol=1e-5)
+                                   rtol=0, atol=1e-5, msg=micro.to_string(arch))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_single_path_is_exact_with_more_kernels_and_expansions(monkeypatch, training):
+    """Kernels 3/5/7 nest in 7x7, expansions 1/2/4/6 in 6x: every option, both modes."""
+    space = FBNetV2Space("tiny", kernels=(3, 5, 7), expansions=(1, 2, 4, 6))
+    torch.manual_seed(2)
+    supernet = SinglePathSupernet(space)
+    randomise_bn(supernet)
+    x = torch.randn(4, 3, 16, 16)
+    for arch in every_block_option(space):
+        net = supernet.standalone(arch).train(training)
+        supernet.train(training)
+        with torch.no_grad():
+            torch.testing.assert_close(supernet(x, one_hot_weights(space, arch)), net(x),
+                                       rtol=0, atol=1e-5, msg=space.to_string(arch))
+
+
+def test_single_path_holds_one_block_per_decision(tiny):
+    """Its weights are exactly the widest standalone net's (the largest kernel and
+    expansion at the widest widths), however many options a block has; multi-path's grow."""
+    def params(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    for space in (tiny, FBNetV2Space("tiny", kernels=(3, 5, 7), expansions=(1, 2, 3, 4, 6))):
+        widest = space.arch([max(range(len(d)), key=lambda o: (d.options[o] != SKIP, o))
+                             for d in space.decisions])
+        assert params(SinglePathSupernet(space)) == params(space.build(widest))
+        assert params(FBNetV2Supernet(space)) > 2 * params(space.build(widest))
+
+
+def test_skip_gate_is_the_exact_mixture_of_identity_and_block(micro):
+    """With weight only on skip and one option, the single-path block computes
+    g_skip * x + g_o * (x + body_o(x)) exactly (documented as exact for any weights)."""
+    torch.manual_seed(3)
+    st = micro.stage_layout()[1]
+    decision = st.block_decisions[1]
+    options = micro.block_choices(decision)
+    block = SinglePathBlock(micro, decision, st.widths, st.max_width, 1, first=False)
+    randomise_bn(block)
+    block.eval()
+    x = torch.randn(3, st.max_width, 4, 4)
+    in_w = F.one_hot(torch.tensor(len(st.widths) - 1), len(st.widths)).float()
+    for o, choice in enumerate(options[:-1]):
+        weights = torch.zeros(len(options))
+        weights[o], weights[options.index(None)] = 0.3, 0.7
+        standalone = InvertedResidual(st.max_width, st.max_width, choice.kernel,
+                                      choice.expansion, 1, residual=True).eval()
+        block.copy_into(choice, standalone)
+        with torch.no_grad():
+            got = block(x, weights, in_w, torch.ones(st.max_width))
+            expect = 0.7 * x + 0.3 * standalone(x)
+        torch.testing.assert_close(got, expect, rtol=0, atol=1e-5, msg=choice.name)
+
+
+def test_block_mask_weights_are_sums_of_the_option_weights(micro):
+    st = micro.stage_layout()[0]
+    decision = st.block_decisions[1]  # k3e1 k3e3 k3e6 k5e1 k5e3 k5e6 skip
+    block = SinglePathBlock(micro, decision, (8,), st.max_width, 1, first=False)
+    g = torch.tensor([0.1, 0.05, 0.15, 0.2, 0.1, 0.2, 0.2])
+    w = block.mask_weights(g)
+    assert float(w.gate) == pytest.approx(0.8)
+    torch.testing.assert_close(w.kernel, torch.tensor([0.3, 0.5]) / 0.8)
+    torch.testing.assert_close(w.expansion, torch.tensor([0.3, 0.15, 0.35]) / 0.8)
 
 
 # ---- architecture parameters and the latency loss -------------------------------------
@@ -148,8 +244,9 @@ def test_flat_probs_follow_the_one_hot_layout(micro):
 @pytest.mark.parametrize("form", ["hinge", "fbnet", "mnasnet"])
 def test_gradients_reach_alpha_through_the_latency_loss(micro, form):
     pred = synthetic_lut(micro)
-    search = SupernetSearch(FBNetV2Supernet(micro), torch.randn(16, 3, 8, 8),
-                            torch.randint(0, 4, (16,)), pred, SearchConfig(latency_form=form, seed=0))
+    search = SupernetSearch(SinglePathSupernet(micro), torch.randn(16, 3, 8, 8),
+                            torch.randint(0, 4, (16,)), pred,
+                            SearchConfig(latency_form=form, seed=0, supernet="singlepath"))
     alpha = ArchParams(micro)
     uniform = float(pred.predict_soft(alpha.flat_probs()).detach())
     expected, loss = search.latency_term(alpha, budget_ms=0.5 * uniform)
@@ -163,14 +260,96 @@ def test_gradients_reach_alpha_through_the_latency_loss(micro, form):
     assert res[0] < 0 < res[1]  # a descent step moves probability from r8 to the cheaper r4
 
 
-def test_a_tighter_budget_moves_alpha_to_cheaper_options(micro):
+@pytest.mark.parametrize("form", ["hinge", "fbnet", "mnasnet"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_alpha_loss_reaches_every_option_through_the_supernet(micro, kind, form, monkeypatch):
+    """An alpha step's loss (CE through the supernet + latency loss) gives every option of
+    every decision a finite gradient well above rounding; in the single-path supernet the
+    CE alone reaches every block's gate, kernel and expansion weights, element by element."""
+    derived: list = []
+    original = SinglePathBlock.mask_weights
+
+    def keep(self, weights):
+        w = original(self, weights)
+        for t in w:
+            if t is not None:
+                t.retain_grad()
+        derived.append((self, w))
+        return w
+
+    monkeypatch.setattr(SinglePathBlock, "mask_weights", keep)
+    pred = synthetic_lut(micro)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=gen), torch.randint(0, 4, (16,), generator=gen)
+    torch.manual_seed(0)
+    search = SupernetSearch(make_supernet(kind, micro), x, y, pred,
+                            SearchConfig(latency_form=form, seed=0, supernet=kind))
+    search.supernet.train()
+    alpha = ArchParams(micro)
+    with torch.no_grad():  # away from uniform, so no gradient vanishes by symmetry
+        for a in alpha.alpha:
+            a.copy_(torch.randn(len(a), generator=gen))
+    torch.manual_seed(1)
+    weights = search._weights(alpha, tau=1.0, grad=True)
+    ce = F.cross_entropy(search.supernet(x, weights, sparse=True), y)
+    ce_grads = torch.autograd.grad(ce, list(alpha.alpha), retain_graph=True)
+    for decision, g in zip(micro.decisions, ce_grads):
+        if decision.name != "resolution":  # a hard (straight-through) sample there
+            assert bool((g.abs() > 1e-6).all()), (decision.name, g)
+    if kind == "singlepath":
+        assert len(derived) == sum(st.num_blocks for st in micro.stage_layout())
+        for block, w in derived:
+            for name, t in zip(("gate", "kernel", "expansion"), w):
+                if t is None:
+                    assert name == "gate" and block.first
+                    continue
+                assert t.grad is not None and bool((t.grad.abs() > 1e-6).all()), (name, t.grad)
+    uniform = float(pred.predict_soft(ArchParams(micro).flat_probs()).detach())
+    _, lat = search.latency_term(alpha, budget_ms=0.5 * uniform)
+    total = torch.autograd.grad(ce + lat, list(alpha.alpha))
+    for decision, g in zip(micro.decisions, total):
+        assert bool(torch.isfinite(g).all()) and bool((g.abs() > 1e-6).all()), decision.name
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_single_path_depthwise_output_is_the_exact_kernel_x_expansion_mixture(micro, training):
+    """Where the module doc says the mixture is exact: the depthwise conv output for soft
+    kernel / expansion / input-width weights equals sum_k,e w_k w_e times the output of the
+    one-hot (k, e) setting (a conv is linear in its weight; masks are linear in w_e)."""
+    torch.manual_seed(4)
+    gen = torch.Generator().manual_seed(4)
+    prev, st = micro.stage_layout()
+    for first, decision in zip((True, False), st.block_decisions):
+        in_widths = prev.widths if first else st.widths
+        block = SinglePathBlock(micro, decision, in_widths, st.max_width, st.stride, first=first)
+        randomise_bn(block)
+        block.train(training)
+        x = torch.randn(5, max(in_widths), 4, 4, generator=gen)
+        in_w = F.softmax(torch.randn(len(in_widths), generator=gen), 0)
+        kernel = F.softmax(torch.randn(len(block.kernels), generator=gen), 0)
+        expansion = F.softmax(torch.randn(len(block.expansions), generator=gen), 0)
+        gate = None if first else torch.tensor(0.6)
+        soft, _ = block.depthwise_conv(x, BlockWeights(gate, kernel, expansion), in_w)
+        mixed = torch.zeros_like(soft)
+        for i in range(len(block.kernels)):
+            for j in range(len(block.expansions)):
+                one_k = F.one_hot(torch.tensor(i), len(block.kernels)).float()
+                one_e = F.one_hot(torch.tensor(j), len(block.expansions)).float()
+                y, _ = block.depthwise_conv(x, BlockWeights(gate, one_k, one_e), in_w)
+                mixed += kernel[i] * expansion[j] * y
+        torch.testing.assert_close(soft, mixed, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tighter_budget_moves_alpha_to_cheaper_options(micro, kind):
     pred = synthetic_lut(micro)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 3, 8, 8, generator=gen), torch.randint(0, 4, (32,), generator=gen)
     uniform = float(pred.predict_soft(ArchParams(micro).flat_probs()).detach())
     config = SearchConfig(warmup_epochs=1, search_epochs=2, batch_size=16, alpha_lr=0.1,
-                          latency_weight=5.0, seed=0)
-    search = SupernetSearch(FBNetV2Supernet(micro), x, y, pred, config)
+                          latency_weight=5.0, seed=0, supernet=kind)
+    torch.manual_seed(0)
+    search = SupernetSearch(make_supernet(kind, micro), x, y, pred, config)
     search.warmup()
     loose = search.search(budget_ms=2.0 * uniform)
     tight = search.search(budget_ms=0.6 * uniform)
@@ -234,6 +413,25 @@ def test_strategy_searches_each_budget_and_records_predicted_latency(micro):
     assert {"budget_ms", "predicted_ms", "expected_ms"} <= set(result.history.columns)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_strategy_builds_the_supernet_its_config_names(micro, kind, monkeypatch):
+    pred = synthetic_lut(micro)
+    data = datasets.load("digits", micro.default_input_size, micro.in_channels, max_samples=80)
+    built = []
+    original = SupernetSearch.__init__
+
+    def spy(self, supernet, *args, **kwargs):
+        built.append(supernet)
+        original(self, supernet, *args, **kwargs)
+
+    monkeypatch.setattr(SupernetSearch, "__init__", spy)
+    strategy = SupernetStrategy(seed=0, predictor=pred, budgets=[1.0], warmup_epochs=0,
+                                search_epochs=1, supernet=kind)
+    outcomes = strategy.choose(micro, data, micro.default_input_size, [1.0])
+    assert len(outcomes) == 1 and isinstance(built[0], SUPERNETS[kind])
+    assert strategy.options()["search"]["supernet"] == kind
+
+
 def test_strategy_fits_its_predictor_from_the_evaluator_latency_source_when_none_is_given(micro):
     pred = synthetic_lut(micro)
     evaluator = _train_evaluator(micro, pred)
@@ -254,8 +452,16 @@ def test_bad_input_is_refused_with_specific_errors(micro):
         SearchConfig(sampling="sometimes")
     with pytest.raises(BadSearchSetting):
         SearchConfig(tau_start=0.5, tau_end=1.0)
+    with pytest.raises(BadSearchSetting, match="supernet must be one of"):
+        SearchConfig(supernet="doublepath")
+    with pytest.raises(BadSearchSetting, match="supernet must be one of"):
+        SupernetStrategy(supernet="doublepath")
+    with pytest.raises(UnknownSupernet):
+        make_supernet("doublepath", micro)
     with pytest.raises(UnsupportedSpace):
         FBNetV2Supernet(NB201Space())
+    with pytest.raises(UnsupportedSpace):
+        SinglePathSupernet(NB201Space())
 
     class NoData:  # an evaluator without training data (a table, say)
         metrics = ("accuracy", "latency_ms")

@@ -41,6 +41,30 @@ def test_key_names_preset_and_parameters():
     assert spaces.get("fbnetv2", preset="mobile").key == "fbnetv2:mobile"
 
 
+def test_kernels_and_expansions_widen_the_block_options_and_the_key():
+    space = FBNetV2Space("tiny", kernels=(7, 3, 5), expansions=(1, 2, 4, 6))
+    assert space.key == "fbnetv2:tiny:k3-5-7:e1-2-4-6"
+    assert FBNetV2Space("tiny", kernels=(3, 5), expansions=(6, 3, 1)).key == "fbnetv2:tiny"
+    first, second = space.stage_layout()[0].block_decisions
+    assert len(space.decisions[first]) == 12 and space.decisions[second].options[-1] == SKIP
+    assert space.block_choices(first)[-1] == BlockChoice(7, 6)
+    arch = space.from_string("r16|c24-40-64|k7e4-skip-k3e2-k5e1-k7e6-skip")
+    net = space.build(arch).eval()
+    assert net(torch.randn(2, *space.input_shape())).shape == (2, 10)
+    depthwise = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert [m.kernel_size[0] for m in depthwise] == [7, 3, 5, 7]
+    with pytest.raises(InvalidArchitecture):  # k7 is not an option of the default space
+        FBNetV2Space().from_string("r16|c24-40-64|k7e4-skip-k3e3-k5e1-k3e6-skip")
+
+
+@pytest.mark.parametrize("kwargs", [{"kernels": (3, 4)}, {"kernels": ()}, {"kernels": (3, 3)},
+                                    {"expansions": (0, 1)}, {"expansions": (1.5,)},
+                                    {"expansions": (True,)}])
+def test_bad_kernels_or_expansions_are_rejected(kwargs):
+    with pytest.raises(InvalidArchitecture, match="kernels|expansions"):
+        FBNetV2Space(**kwargs)
+
+
 def test_bad_constructor_arguments_are_rejected():
     with pytest.raises(UnknownName, match="unknown preset 'huge'.*mobile, tiny"):
         FBNetV2Space("huge")

@@ -42,6 +42,44 @@ def mix_masks(weights: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return weights.to(masks.dtype) @ masks
 
 
+def nested_kernel_masks(kernels: Sequence[int], max_kernel: int | None = None) -> torch.Tensor:
+    """(K, kmax, kmax) float 0/1: row k keeps the centred ``kernels[k]`` x ``kernels[k]``
+    window of a ``kmax`` kernel (Single-Path NAS: a 3x3 kernel is the core of a 5x5 one;
+    with "same" padding ``k // 2`` both put their centre on the same input pixel)."""
+    max_kernel = max(kernels) if max_kernel is None else max_kernel
+    rows = torch.zeros(len(kernels), max_kernel, max_kernel)
+    for i, k in enumerate(kernels):
+        if k % 2 != 1 or not 0 < k <= max_kernel or max_kernel % 2 != 1:
+            raise ValueError(f"kernel {k} is not an odd size nested in {max_kernel}")
+        off = (max_kernel - k) // 2
+        rows[i, off:off + k, off:off + k] = 1.0
+    return rows
+
+
+def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centred ``kernel`` x ``kernel`` window of a conv weight (odd sizes)."""
+    size = weight.shape[-1]
+    if kernel > size or (size - kernel) % 2:
+        return weight  # not nested: let the caller's shape check refuse it
+    off = (size - kernel) // 2
+    return weight[..., off:off + kernel, off:off + kernel]
+
+
+def masked_batch_norm(y: torch.Tensor, bn: nn.BatchNorm2d, mask: torch.Tensor | None,
+                      relu: bool) -> torch.Tensor:
+    """``mask * BN(y)`` (then ReLU) with the mask folded into BN's affine, so no masked copy
+    of the features is stored; the statistics are BN's own (batch in training mode)."""
+    weight, bias = bn.weight, bn.bias
+    if mask is not None:
+        weight, bias = weight * mask, bias * mask
+    use_batch_stats = bn.training or bn.running_mean is None
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    y = F.batch_norm(y, bn.running_mean, bn.running_var, weight, bias,
+                     use_batch_stats, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+    return F.relu(y, inplace=True) if relu else y
+
+
 class MaskedConvBN(nn.Module):
     """Conv (no bias) + BatchNorm (+ ReLU) at the widest width; a channel mask scales the
     BN affine so channels beyond the chosen width come out exactly zero.
@@ -61,27 +99,24 @@ class MaskedConvBN(nn.Module):
         self.relu, self.depthwise = relu, depthwise
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.conv(x)
-        bn = self.bn
-        weight, bias = bn.weight, bn.bias
-        if mask is not None:
-            weight, bias = weight * mask, bias * mask
-        use_batch_stats = bn.training or bn.running_mean is None
-        if bn.training and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-        y = F.batch_norm(y, bn.running_mean, bn.running_var, weight, bias,
-                         use_batch_stats, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
-        return F.relu(y, inplace=True) if self.relu else y
+        return self.normalize(self.conv(x), mask)
+
+    def normalize(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """BN (+ ReLU) of a conv output ``y``, channels scaled by ``mask``: the second half
+        of :meth:`forward`, for callers that compute the convolution themselves."""
+        return masked_batch_norm(y, self.bn, mask, self.relu)
 
     @torch.no_grad()
     def copy_into(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         """Copy the first ``conv.out_channels`` (x first ``conv.in_channels``) channels into
-        a standalone conv + BN: the weights the masked layer uses for that width."""
+        a standalone conv + BN: the weights the masked layer uses for that width. A smaller
+        (odd) standalone kernel gets the centre of this one's (a nested kernel)."""
         out_n = conv.out_channels
         in_n = 1 if self.depthwise else conv.in_channels
-        if conv.kernel_size != self.conv.kernel_size or conv.stride != self.conv.stride:
+        weight = centre_crop(self.conv.weight, conv.kernel_size[0])
+        if weight.shape[-2:] != conv.weight.shape[-2:] or conv.stride != self.conv.stride:
             raise ValueError("standalone conv has another kernel or stride")
-        conv.weight.copy_(self.conv.weight[:out_n, :in_n])
+        conv.weight.copy_(weight[:out_n, :in_n])
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(bn, name).copy_(getattr(self.bn, name)[:out_n])
         bn.num_batches_tracked.copy_(self.bn.num_batches_tracked)

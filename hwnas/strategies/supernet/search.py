@@ -22,6 +22,15 @@
   drawn by a straight-through Gumbel sample: the three trunk passes of the soft
   form cost (8^2 + 12^2 + 16^2) / 16^2 = 1.8x the widest one, so this is what keeps
   a CPU step affordable; random resolution alone trains as well as a fixed one.
+* ``supernet="singlepath"`` (default) masks every block decision inside one block
+  (:mod:`.singlepath`); ``"multipath"`` runs every block option as a branch
+  (:class:`.supernet.FBNetV2Supernet`). Measured here (``benchmarks/results/
+  supernet_memory.txt``, ``supernet_search.txt``): single-path takes 1.03x the widest
+  net's training-step memory (multi-path 3.1x, growing with the options) and chose,
+  over 2 seeds x 3 budgets, networks 0.2 points less accurate (within noise) at 0.98x
+  the measured latency in 0.64x the search time, so it is the default. The strategy builds the
+  kind the config names (:func:`.kinds.make_supernet`); :class:`SupernetSearch` trains
+  whichever supernet it is given.
 * The chosen architecture is the argmax of every decision; when the predictor says
   it breaks the budget (the loss bounds the *expected* latency, and a diffuse
   softmax's argmax can lie above it) it is repaired by :func:`fit_to_budget`
@@ -31,6 +40,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from contextlib import contextmanager
@@ -41,13 +51,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.strategies.supernet.supernet import ArchParams, FBNetV2Supernet
+from hwnas.strategies.supernet.kinds import SUPERNETS
+from hwnas.strategies.supernet.supernet import ArchParams, SupernetBase
 from latency.loss import FORMS as LATENCY_FORMS
 from latency.loss import latency_loss
 from spaces import Arch
 from spaces.errors import HwnasError
 
 SAMPLINGS = ("soft", "hard")
+logger = logging.getLogger(__name__)
 
 
 class BadSearchSetting(HwnasError, ValueError):
@@ -74,6 +86,7 @@ class SearchConfig:
     alpha_fraction: float = 0.25
     repair: bool = True
     seed: int = 0
+    supernet: str = "singlepath"
 
     def __post_init__(self) -> None:
         for name in ("warmup_epochs", "search_epochs"):
@@ -97,6 +110,9 @@ class SearchConfig:
             if getattr(self, name) not in SAMPLINGS:
                 raise BadSearchSetting(f"{name} must be one of {', '.join(SAMPLINGS)}, "
                                        f"got {getattr(self, name)!r}")
+        if self.supernet not in SUPERNETS:
+            raise BadSearchSetting(f"supernet must be one of {', '.join(SUPERNETS)}, "
+                                   f"got {self.supernet!r}")
         if self.latency_form not in LATENCY_FORMS:
             raise BadSearchSetting(f"latency_form must be one of {', '.join(LATENCY_FORMS)}, "
                                    f"got {self.latency_form!r}")
@@ -216,11 +232,16 @@ class SupernetSearch:
     """Owns a supernet and its data; ``warmup()`` once, then ``search(budget)`` per budget,
     each starting from the warmed-up weights and a uniform alpha."""
 
-    def __init__(self, supernet: FBNetV2Supernet, x_train: torch.Tensor, y_train: torch.Tensor,
+    def __init__(self, supernet: SupernetBase, x_train: torch.Tensor, y_train: torch.Tensor,
                  predictor: Any, config: SearchConfig,
                  log: Callable[[str], None] | None = None) -> None:
         self.config, self.predictor, self.log = config, predictor, log
         self.space = supernet.space
+        kind = getattr(supernet, "kind", None)
+        if kind != config.supernet:
+            logger.warning("searching a %s supernet with a config that names %s; the config's "
+                           "'supernet' only chooses what SupernetStrategy builds", kind,
+                           config.supernet)
         torch.manual_seed(config.seed)
         self.supernet = supernet.to(memory_format=torch.channels_last)
         x_train = x_train.contiguous(memory_format=torch.channels_last)

@@ -16,7 +16,7 @@ which is where the device lives. Its training data are the evaluator's
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,11 +25,13 @@ import torch
 
 from hwnas.strategies.base import BatchCallback, SearchContext, SearchResult, Strategy
 from hwnas.strategies.supernet.search import BudgetOutcome, SearchConfig, SupernetSearch
-from hwnas.strategies.supernet.supernet import FBNetV2Supernet, UnsupportedSpace
+from hwnas.strategies.supernet.kinds import make_supernet
+from hwnas.strategies.supernet.supernet import UnsupportedSpace
 from spaces import Arch, Space
 from spaces.errors import HwnasError
 from spaces.fbnetv2 import FBNetV2Space
 
+logger = logging.getLogger(__name__)
 
 class MissingLatencyModel(HwnasError):
     """The supernet has neither a predictor nor an evaluator latency source to fit one on."""
@@ -94,7 +96,8 @@ def sweep_budgets(lo: float, hi: float, n: int) -> list[float]:
 
 class SupernetStrategy(Strategy):
     """FBNetV2 masking supernet; options are stored in config.json (the predictor by
-    description: kind, device, training size)."""
+    description: kind, device, training size). ``supernet`` is ``"singlepath"`` or
+    ``"multipath"`` (None: :class:`SearchConfig`'s default)."""
 
     name = "supernet"
 
@@ -102,7 +105,8 @@ class SupernetStrategy(Strategy):
                  budgets: Sequence[float] | None = None, sweep: int | None = None,
                  warmup_epochs: int = 2, search_epochs: int = 2, latency_form: str = "hinge",
                  latency_weight: float = 2.0, sampling: str = "soft", alpha_lr: float = 0.05,
-                 repair: bool = True, profile_archs: int = 150, predictor_kind: str = "lut") -> None:
+                 repair: bool = True, profile_archs: int = 150, predictor_kind: str = "lut",
+                 supernet: str | None = None) -> None:
         super().__init__(seed, batch_size)
         if budgets is not None:
             budgets = [float(b) for b in budgets]
@@ -115,10 +119,11 @@ class SupernetStrategy(Strategy):
         if predictor is not None and not callable(getattr(predictor, "predict_soft", None)):
             raise MissingLatencyModel(f"the supernet needs a predictor with predict_soft, got "
                                       f"{type(predictor).__name__}")
+        kind = {} if supernet is None else {"supernet": supernet}  # None: SearchConfig's default
         self.config = SearchConfig(warmup_epochs=warmup_epochs, search_epochs=search_epochs,
                                    latency_form=latency_form, latency_weight=latency_weight,
                                    sampling=sampling, alpha_lr=alpha_lr, repair=repair,
-                                   seed=self.seed)
+                                   seed=self.seed, **kind)
         self.predictor, self.budgets, self.sweep = predictor, budgets, sweep
         self.profile_archs, self.predictor_kind = int(profile_archs), predictor_kind
         self.outcomes: list[BudgetOutcome] = []
@@ -175,7 +180,7 @@ class SupernetStrategy(Strategy):
         if self.predictor is None:
             raise MissingLatencyModel("the supernet needs a fitted latency predictor to choose")
         torch.manual_seed(self.seed)  # the supernet's initial weights, whatever ran before
-        supernet = FBNetV2Supernet(space, data.num_classes, input_size)
+        supernet = make_supernet(self.config.supernet, space, data.num_classes, input_size)
         runner = SupernetSearch(supernet, data.x_train, data.y_train, self.predictor, self.config,
                                 log=self._log if self._verbose else None)
         runner.warmup()
@@ -235,7 +240,7 @@ class SupernetStrategy(Strategy):
 
     @staticmethod
     def _log(message: str) -> None:
-        print(f"[supernet] {message}", file=sys.stderr, flush=True)
+        logger.info(message)
 
 
 def describe_predictor(predictor: Any) -> dict[str, Any] | None:

@@ -1,6 +1,12 @@
-"""The weight-shared FBNetV2 supernet and its architecture parameters.
+"""The weight-shared FBNetV2 supernets and their architecture parameters.
 
-One module holds every architecture of an ``fbnetv2`` space:
+:class:`SupernetBase` holds what every kind shares: the stem, the head, the
+per-stage channel masks, the resolution mixture and the standalone copy. Its
+blocks are the kind's own: :class:`FBNetV2Supernet` (``"multipath"``, below) runs
+every block option as a branch; ``singlepath.SinglePathSupernet`` runs one
+masked block per decision. :func:`make_supernet` builds either by name.
+
+The multi-path supernet holds every architecture of an ``fbnetv2`` space:
 
 * channel options of a stage -> one conv per layer at the widest width, masked
   (:mod:`.masked_layers`); the stage's width weights mask every block output of
@@ -34,7 +40,7 @@ from torch import nn
 from hwnas.strategies.supernet.masked_layers import MaskedInvertedResidual, mix_masks, prefix_masks
 from spaces import Arch
 from spaces.errors import HwnasError
-from spaces.fbnetv2 import FBNetV2Space
+from spaces.fbnetv2 import BlockChoice, FBNetV2Space
 from spaces.fbnetv2_blocks import ConvBNReLU
 
 #: Per-decision weights (probabilities, Gumbel samples or one-hots), in decision order.
@@ -84,7 +90,7 @@ def one_hot_weights(space: FBNetV2Space, arch: Arch) -> list[torch.Tensor]:
     return [F.one_hot(torch.tensor(c), len(d)).float() for c, d in zip(arch.choices, space.decisions)]
 
 
-def _skippable(w: torch.Tensor, sparse: bool) -> bool:
+def skippable(w: torch.Tensor, sparse: bool) -> bool:
     """A branch of weight exactly 0 adds nothing. Without ``sparse`` it is still run
     when the weight needs a gradient (soft Gumbel: d loss / d w = <grad, branch output>);
     with ``sparse`` (hard straight-through samples, GDAS) it is skipped anyway, and alpha
@@ -112,7 +118,7 @@ class MixedBlock(nn.Module):
         for k, choice in enumerate(self.options):
             w = weights[k]
             branch = next(branches) if choice is not None else None
-            if _skippable(w, sparse):
+            if skippable(w, sparse):
                 continue
             y = x if branch is None else branch(x, in_weights, out_mask)
             out = w * y if out is None else out + w * y
@@ -120,12 +126,26 @@ class MixedBlock(nn.Module):
             raise ValueError(f"decision {self.decision}: every block option has weight 0")
         return out
 
+    @torch.no_grad()
+    def copy_into(self, choice: BlockChoice, block: nn.Module) -> None:
+        """Load the branch of ``choice`` into a standalone ``InvertedResidual``."""
+        branch = self.branches[[o for o in self.options if o is not None].index(choice)]
+        masked = ([branch.expand] if branch.expand is not None else []) + [
+            branch.depthwise, branch.project]
+        for src, dst in zip(masked, block.body):
+            src.copy_into(dst[0], dst[1])
 
-class FBNetV2Supernet(nn.Module):
-    """Every architecture of an ``fbnetv2`` space in one weight-shared module.
 
-    ``forward(x, weights)`` takes per-decision weights (see :class:`ArchParams`).
+class SupernetBase(nn.Module):
+    """Every architecture of an ``fbnetv2`` space in one weight-shared module; subclasses
+    say how one block decision is computed (:meth:`make_block`).
+
+    ``forward(x, weights)`` takes per-decision weights (see :class:`ArchParams`). A block
+    module is called as ``block(x, block_weights, in_weights, out_mask, sparse)`` and has
+    ``copy_into(choice, standalone_block)``.
     """
+
+    kind = ""
 
     def __init__(self, space: FBNetV2Space, num_classes: int | None = None,
                  input_size: int | None = None) -> None:
@@ -142,12 +162,17 @@ class FBNetV2Supernet(nn.Module):
         in_widths: tuple[int, ...] = (space.stem_width,)
         for st in self.layout:
             for b, d in enumerate(st.block_decisions):
-                self.blocks.append(MixedBlock(space, d, in_widths if b == 0 else st.widths,
-                                              st.max_width, st.stride, first=b == 0))
+                self.blocks.append(self.make_block(d, in_widths if b == 0 else st.widths,
+                                                   st.max_width, st.stride, first=b == 0))
             self.register_buffer(f"out_masks_{st.index}", prefix_masks(st.widths), persistent=False)
             in_widths = st.widths
         self.head = ConvBNReLU(self.layout[-1].max_width, space.head_width, 1)
         self.classifier = nn.Linear(space.head_width, self.num_classes)
+
+    def make_block(self, decision: int, in_widths: Sequence[int], out_max: int, stride: int,
+                   first: bool) -> nn.Module:
+        """The module that computes block decision ``decision`` (first of its stage or not)."""
+        raise NotImplementedError
 
     def trunk(self, x: torch.Tensor, weights: ArchWeights, sparse: bool = False) -> torch.Tensor:
         """Logits of the shared network on an already-resized input."""
@@ -172,7 +197,7 @@ class FBNetV2Supernet(nn.Module):
         logits: torch.Tensor | None = None
         for k, size in enumerate(self.space.resolutions):
             w = res_w[k]
-            if _skippable(w, sparse):
+            if skippable(w, sparse):
                 continue
             xr = x if size == x.shape[-1] == x.shape[-2] else F.interpolate(
                 x, size=(size, size), mode="bilinear", align_corners=False)
@@ -194,20 +219,30 @@ class FBNetV2Supernet(nn.Module):
         blocks = iter(self.blocks)
         cin = self.space.stem_width
         for st, width, choices in zip(self.layout, cfg.widths, cfg.blocks):
-            for b, d in enumerate(st.block_decisions):
-                mixed = next(blocks)
-                choice = choices[b]
-                if choice is None:
+            for b, _ in enumerate(st.block_decisions):
+                block = next(blocks)
+                if choices[b] is None:
                     continue
-                branch = mixed.branches[[o for o in mixed.options if o is not None].index(choice)]
-                parts = list(next(layers).body)
-                masked = ([branch.expand] if branch.expand is not None else []) + [
-                    branch.depthwise, branch.project]
-                for src, dst in zip(masked, parts):
-                    src.copy_into(dst[0], dst[1])
+                block.copy_into(choices[b], next(layers))
                 cin = width
         head_conv, head_bn = net.head[0], net.head[1]
         head_conv.weight.copy_(self.head[0].weight[:, :cin])
         head_bn.load_state_dict(self.head[1].state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
         return net
+
+
+class FBNetV2Supernet(SupernetBase):
+    """The multi-path supernet: every block option of a decision is its own masked
+    inverted residual, weighted and summed (DARTS / FBNet style); memory and step time
+    grow with the number of block options."""
+
+    kind = "multipath"
+
+    def make_block(self, decision: int, in_widths: Sequence[int], out_max: int, stride: int,
+                   first: bool) -> nn.Module:
+        return MixedBlock(self.space, decision, in_widths, out_max, stride, first)
+
+
+#: The multi-path supernet under the name of its kind.
+MultiPathSupernet = FBNetV2Supernet

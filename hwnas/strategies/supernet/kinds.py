@@ -1,0 +1,26 @@
+"""Supernet kinds by name: ``"singlepath"`` (one masked block per decision) or
+``"multipath"`` (every block option a branch), so a config can say which to build."""
+
+from __future__ import annotations
+
+from hwnas.strategies.supernet.singlepath import SinglePathSupernet
+from hwnas.strategies.supernet.supernet import FBNetV2Supernet, SupernetBase
+from spaces.errors import HwnasError
+from spaces.fbnetv2 import FBNetV2Space
+
+SUPERNETS: dict[str, type[SupernetBase]] = {
+    "singlepath": SinglePathSupernet,
+    "multipath": FBNetV2Supernet,
+}
+
+
+class UnknownSupernet(HwnasError, ValueError):
+    """A supernet kind that is neither singlepath nor multipath."""
+
+
+def make_supernet(kind: str, space: FBNetV2Space, num_classes: int | None = None,
+                  input_size: int | None = None) -> SupernetBase:
+    """The supernet of ``kind`` over ``space``."""
+    if kind not in SUPERNETS:
+        raise UnknownSupernet(f"supernet must be one of {', '.join(SUPERNETS)}, got {kind!r}")
+    return SUPERNETS[kind](space, num_classes, input_size)
