@@ -26,6 +26,7 @@ import numpy as np
 
 from devices.base import Profiler
 from devices.errors import DeviceUnavailable, InvalidSetting, ProfilingError
+from devices.gpu_libs import preload_for_ort
 from devices.onnx_export import OPSET, export_onnx
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -184,6 +185,7 @@ class OrtProfiler(Profiler):
         wanted = PROVIDERS[self.target]
         if self.target == "cpu":
             return ort.InferenceSession(model, self._session_options(), providers=self._providers())
+        preload_for_ort(self.target)  # CUDA/cuDNN/TensorRT from pip's wheels (devices.gpu_libs)
         with captured_native_output() as lines:
             try:
                 session = ort.InferenceSession(model, self._session_options(),
