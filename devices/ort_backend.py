@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from devices.base import Profiler
+from devices.engine_cache import default_folder, ort_tensorrt_options
 from devices.errors import DeviceUnavailable, InvalidSetting, ProfilingError
 from devices.gpu_libs import preload_for_ort
 from devices.onnx_export import OPSET, export_onnx
@@ -139,7 +140,9 @@ class OrtProfiler(Profiler):
 
     backend = "ort"
 
-    def __init__(self, index: int | None = None, **settings: Any) -> None:
+    def __init__(self, index: int | None = None,
+                 engine_cache: "str | os.PathLike[str] | None" = None, **settings: Any) -> None:
+        self.engine_cache = engine_cache if engine_cache is not None else default_folder()
         if self.target == "cpu":
             index = None
         elif index is None:
@@ -157,14 +160,15 @@ class OrtProfiler(Profiler):
         return base if not self.index else f"{base}:{self.index}"
 
     # ---- providers ------------------------------------------------------------------
-    def _providers(self) -> list[Any]:
+    def _providers(self, model: bytes = b"") -> list[Any]:
         device = {"device_id": str(self.index or 0)}
         if self.target == "cpu":
             return ["CPUExecutionProvider"]
         if self.target == "cuda":
             return [("CUDAExecutionProvider", device), "CPUExecutionProvider"]
         trt = {**device, "trt_fp16_enable": "True" if self.precision == "fp16" else "False",
-               "trt_engine_cache_enable": "False"}
+               **ort_tensorrt_options(self.engine_cache, model, fp16=self.precision == "fp16",
+                                      device_id=self.index or 0)}
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", device),
                 "CPUExecutionProvider"]
 
@@ -189,7 +193,7 @@ class OrtProfiler(Profiler):
         with captured_native_output() as lines:
             try:
                 session = ort.InferenceSession(model, self._session_options(),
-                                               providers=self._providers())
+                                               providers=self._providers(model))
             except Exception as error:  # noqa: BLE001 - ORT raises plain RuntimeError/Fail
                 session, failure = None, error
         if session is None:
