@@ -189,15 +189,18 @@ def run_child(cmd: Sequence[str], timeout_s: float, log_path: Path) -> tuple[int
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=environ_with_root(ROOT), start_new_session=True)
+        rc: int | None = None
         try:
-            rc: int | None = proc.wait(timeout=max(1.0, timeout_s))
+            rc = proc.wait(timeout=max(1.0, timeout_s))
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            rc = None
+            pass
+        finally:  # stopped by the time guard, or the check itself was interrupted
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
     return rc, log_path.read_text(errors="replace")
 
 
@@ -416,7 +419,8 @@ def section_export(report: Report, args: argparse.Namespace, work: Path, deadlin
                          f" (relative {rep.fmt(diff.get('relative'), '.1e')})")
         status = failure or result.get("status") or "no result came back"
         if status == "ok":
-            skipped = [n for n, v in result.get("variants", {}).items() if "skipped" in v]
+            skipped = [f"{n}: {v['skipped'][:160]}" for n, v in result.get("variants", {}).items()
+                       if "skipped" in v]
             verdict = "ok" + (f" (not run: {'; '.join(skipped)})" if skipped else "")
         else:
             verdict = status
@@ -484,10 +488,10 @@ def run_check(args: argparse.Namespace) -> int:
         report.print(f"== 6. summary ({time.monotonic() - report.started:.0f} s)")
         report.lines(rep.summary_lines(verdicts))
         report.data["summary"] = verdicts
-        report.save()
         if args.keep_work:
             report.print(f"work folder kept: {work}")
-        else:
+        report.save()
+        if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     return 0 if all(rep.is_ok(v) for v in verdicts.values()) else 1
 
