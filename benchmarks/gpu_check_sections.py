@@ -470,6 +470,7 @@ def export_section(work: Path, device: str, seed: int, plan: Any, on_update: Upd
         device_obj = torch.device("cuda", 0)
         many = engine_runner(trt, engine, device_obj, {"input": x_many.shape})
         many.inputs["input"].copy_(torch.from_numpy(x_many).to(device_obj))
+        torch.cuda.synchronize(device_obj)  # the copy ran on the default stream, the engine does not
         many.time_once()
         out = many.outputs["logits"].float().cpu().numpy()
         many.close()

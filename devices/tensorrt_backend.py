@@ -90,9 +90,6 @@ class EngineRunner:
         self.outputs, self.inputs = {}, {}
 
 
-_EngineRunner = EngineRunner  # the name this module used before
-
-
 def engine_runner(trt: Any, engine: Any, device: Any,
                   input_shapes: dict[str, Sequence[int]] | None = None) -> EngineRunner:
     """Bind pre-allocated torch tensors to every IO tensor of ``engine`` on ``device`` (random
@@ -123,6 +120,7 @@ def engine_runner(trt: Any, engine: Any, device: Any,
         context.set_tensor_address(name, tensor.data_ptr())
         buffers.append(tensor)
     stream = torch.cuda.Stream(device=device)
+    torch.cuda.synchronize(device)  # the inputs were written on the default stream
     runner = EngineRunner(engine, context, buffers, stream, outputs, inputs)
     runner.time_once()
     return runner
