@@ -313,15 +313,16 @@ def provider_check(profiler: Any, space_objs: dict[str, Any], modules: dict[str,
             continue
         entry: dict[str, Any] = {}
         model = export_onnx(module, tuple(space.input_shape()), 1)
+        shape = (1, *space.input_shape())
         try:
-            entry["providers"] = list(profiler._session(model).get_providers())
+            entry["providers"] = list(profiler._session(model, shape).get_providers())
         except Exception as error:  # noqa: BLE001 - DeviceUnavailable names ORT's reason
             entry["providers"] = None
             report["verdict"] = _reason(error)
         options = profiler._session_options()
         options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         # ORT refuses that setting when the CPU provider is listed, so it is left out here
-        providers = [p for p in profiler._providers(model) if p != "CPUExecutionProvider"]
+        providers = [p for p in profiler._providers(model, shape) if p != "CPUExecutionProvider"]
         with captured_native_output():
             try:
                 ort.InferenceSession(model, options, providers=providers)

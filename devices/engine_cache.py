@@ -126,15 +126,39 @@ class EngineCache:
                 "hits": self.hits, "misses": self.misses, "stores": self.stores}
 
 
+def has_dynamic_input(model: bytes) -> bool:
+    """True when an input of the ONNX model has a dimension that is not a fixed number
+    (e.g. a dynamic batch); an unreadable model counts as dynamic."""
+    try:
+        import onnx
+
+        graph = onnx.load_model_from_string(model).graph
+    except Exception:  # noqa: BLE001 - not parseable: assume the worst
+        return True
+    weights = {t.name for t in graph.initializer}
+    return any(not d.HasField("dim_value") or d.dim_value <= 0
+               for value in graph.input if value.name not in weights
+               for d in value.type.tensor_type.shape.dim)
+
+
 def ort_tensorrt_options(folder: "str | os.PathLike[str] | None", model: bytes, *, fp16: bool,
-                         device_id: int = 0) -> dict[str, str]:
+                         device_id: int = 0,
+                         input_shape: "tuple[int, ...] | None" = None) -> dict[str, str]:
     """ONNX Runtime TensorRT provider options for ``model``'s engine cache: caching off
-    without a folder; else engines in ``folder/ort-tensorrt/<hash of bytes, precision,
-    device>/`` and one timing cache (tactic timings, valid across models) beside them."""
+    without a folder; else engines in ``folder/ort-tensorrt/<hash of bytes, input shape,
+    precision, device>/`` and one timing cache (tactic timings, valid across models)
+    beside them. ``input_shape`` (with the batch) keys the engine of a dynamic-batch model:
+    without it such a model is not cached, since ORT would rebuild one shared engine with a
+    widened shape profile (batch 1's engine turning into a 1..32 one)."""
     if folder is None:
         return {"trt_engine_cache_enable": "False"}
+    if input_shape is None and has_dynamic_input(model):
+        log.info("ORT-TensorRT engine cache off for a dynamic-shape model timed without its shape")
+        return {"trt_engine_cache_enable": "False"}
     root = Path(folder).expanduser().resolve() / "ort-tensorrt"
-    sub = root / engine_key(model, {"fp16": bool(fp16), "device_id": int(device_id)})
+    context = {"fp16": bool(fp16), "device_id": int(device_id),
+               "input_shape": [int(d) for d in input_shape] if input_shape is not None else None}
+    sub = root / engine_key(model, context)
     sub.mkdir(parents=True, exist_ok=True)
     return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(sub),
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(root)}

@@ -160,7 +160,7 @@ class OrtProfiler(Profiler):
         return base if not self.index else f"{base}:{self.index}"
 
     # ---- providers ------------------------------------------------------------------
-    def _providers(self, model: bytes = b"") -> list[Any]:
+    def _providers(self, model: bytes = b"", input_shape: tuple[int, ...] | None = None) -> list[Any]:
         device = {"device_id": str(self.index or 0)}
         if self.target == "cpu":
             return ["CPUExecutionProvider"]
@@ -168,7 +168,7 @@ class OrtProfiler(Profiler):
             return [("CUDAExecutionProvider", device), "CPUExecutionProvider"]
         trt = {**device, "trt_fp16_enable": "True" if self.precision == "fp16" else "False",
                **ort_tensorrt_options(self.engine_cache, model, fp16=self.precision == "fp16",
-                                      device_id=self.index or 0)}
+                                      device_id=self.index or 0, input_shape=input_shape)}
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", device),
                 "CPUExecutionProvider"]
 
@@ -182,7 +182,7 @@ class OrtProfiler(Profiler):
         options.inter_op_num_threads = 1
         return options
 
-    def _session(self, model: bytes) -> Any:
+    def _session(self, model: bytes, input_shape: tuple[int, ...] | None = None) -> Any:
         """Build a session and refuse a silent fall-back to CPU."""
         import onnxruntime as ort
 
@@ -193,7 +193,7 @@ class OrtProfiler(Profiler):
         with captured_native_output() as lines:
             try:
                 session = ort.InferenceSession(model, self._session_options(),
-                                               providers=self._providers(model))
+                                               providers=self._providers(model, input_shape))
             except Exception as error:  # noqa: BLE001 - ORT raises plain RuntimeError/Fail
                 session, failure = None, error
         if session is None:
@@ -251,7 +251,7 @@ class OrtProfiler(Profiler):
 
     def _prepare(self, module: Any, input_shape: tuple[int, ...], batch: int) -> Any:
         model = export_onnx(module, input_shape, batch)
-        session = self._session(model)
+        session = self._session(model, (batch, *input_shape))  # the shape keys the engine cache
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ProfilingError(f"expected a network with one input, the export has {len(inputs)}")

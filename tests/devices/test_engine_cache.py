@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.engine_cache import EngineCache, engine_key, ort_tensorrt_options
+from devices.engine_cache import EngineCache, engine_key, has_dynamic_input, ort_tensorrt_options
 from devices.ort_backend import OrtTensorRTProfiler
 from devices.tensorrt_backend import TensorRTProfiler
 
@@ -69,27 +69,52 @@ def test_memory_cache_is_bounded_and_discard_forgets():
     assert cache.get("c") is None
 
 
-def test_ort_tensorrt_cache_is_one_folder_per_model_and_precision(tmp_path):
-    assert ort_tensorrt_options(None, b"m", fp16=True) == {"trt_engine_cache_enable": "False"}
-    a16 = ort_tensorrt_options(tmp_path, b"model-a", fp16=True)
-    a32 = ort_tensorrt_options(tmp_path, b"model-a", fp16=False)
-    b16 = ort_tensorrt_options(tmp_path, b"model-b", fp16=True)
-    assert a16 == ort_tensorrt_options(tmp_path, b"model-a", fp16=True)
-    paths = {o["trt_engine_cache_path"] for o in (a16, a32, b16)}
-    assert len(paths) == 3 and all(Path(p).is_dir() for p in paths)
-    assert {o["trt_timing_cache_path"] for o in (a16, a32, b16)} == {str(tmp_path.resolve() / "ort-tensorrt")}
+def relu_model(batch) -> bytes:
+    """A one-node ONNX model whose batch dimension is ``batch`` (an int, or a name: dynamic)."""
+    from onnx import TensorProto, helper
+
+    dims = [batch, 4]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def test_ort_tensorrt_cache_is_one_folder_per_model_shape_and_precision(tmp_path):
+    model_a, model_b = relu_model(1), relu_model(2)
+    assert ort_tensorrt_options(None, model_a, fp16=True) == {"trt_engine_cache_enable": "False"}
+    a16 = ort_tensorrt_options(tmp_path, model_a, fp16=True)
+    a32 = ort_tensorrt_options(tmp_path, model_a, fp16=False)
+    b16 = ort_tensorrt_options(tmp_path, model_b, fp16=True)
+    a16_shape = ort_tensorrt_options(tmp_path, model_a, fp16=True, input_shape=(1, 4))
+    assert a16 == ort_tensorrt_options(tmp_path, model_a, fp16=True)
+    options = (a16, a32, b16, a16_shape)
+    paths = {o["trt_engine_cache_path"] for o in options}
+    assert len(paths) == 4 and all(Path(p).is_dir() for p in paths)
+    assert {o["trt_timing_cache_path"] for o in options} == {str(tmp_path.resolve() / "ort-tensorrt")}
     assert a16["trt_engine_cache_enable"] == a16["trt_timing_cache_enable"] == "True"
+
+
+def test_dynamic_batch_model_is_cached_per_shape_or_not_at_all(tmp_path):
+    dynamic = relu_model("batch")
+    assert has_dynamic_input(dynamic) and not has_dynamic_input(relu_model(1))
+    assert has_dynamic_input(b"not onnx")
+    assert ort_tensorrt_options(tmp_path, dynamic, fp16=True) == {"trt_engine_cache_enable": "False"}
+    b1 = ort_tensorrt_options(tmp_path, dynamic, fp16=True, input_shape=(1, 4))
+    b32 = ort_tensorrt_options(tmp_path, dynamic, fp16=True, input_shape=(32, 4))
+    assert b1["trt_engine_cache_path"] != b32["trt_engine_cache_path"]
 
 
 @pytest.mark.parametrize("cache", [None, "folder"])
 def test_ort_tensorrt_profiler_passes_the_cache_options(tmp_path, monkeypatch, cache):
     monkeypatch.delenv("HWNAS_ENGINE_CACHE", raising=False)
     profiler = OrtTensorRTProfiler(engine_cache=tmp_path if cache else None)
-    (name, options), *rest = profiler._providers(b"model-bytes")
+    (name, options), *rest = profiler._providers(relu_model(1), (1, 4))
     assert name == "TensorrtExecutionProvider" and options["trt_fp16_enable"] == "True"
     if cache:
         assert options["trt_engine_cache_enable"] == "True"
-        assert options["trt_engine_cache_path"] != profiler._providers(b"other")[0][1][
+        assert options["trt_engine_cache_path"] != profiler._providers(relu_model(2), (2, 4))[0][1][
             "trt_engine_cache_path"]
     else:
         assert options["trt_engine_cache_enable"] == "False"
