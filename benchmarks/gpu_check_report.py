@@ -10,6 +10,7 @@ statistic (pooled p10).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import time
 from typing import Any, Callable, Sequence
@@ -227,6 +228,19 @@ def last_lines(text: str, start_marker: str | None = None, limit: int = 25) -> l
         starts = [i for i, line in enumerate(lines) if line.startswith(start_marker)]
         if starts:
             return [line for line in lines[starts[-1]:] if line.strip()]
+    return [line for line in lines if line.strip()][-limit:]
+
+
+_FINAL_STAGE = re.compile(r"^\[(\d+)/\1\]")
+
+
+def final_stage_lines(text: str, limit: int = 25) -> list[str]:
+    """The pipeline's output from its last stage header ``[N/N]`` on (its final table),
+    whatever N is; else the last ``limit`` lines."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    starts = [i for i, line in enumerate(lines) if _FINAL_STAGE.match(line.strip())]
+    if starts:
+        return [line for line in lines[starts[-1]:] if line.strip()]
     return [line for line in lines if line.strip()][-limit:]
 
 

@@ -117,6 +117,10 @@ def test_tables_and_text_helpers():
     text = "[6/7] audit\nrow\n[7/7] export\n k arch\n 0 r12\n\ndone in 9 s\n"
     assert rep.last_lines(text, "[7/7]") == ["[7/7] export", " k arch", " 0 r12", "done in 9 s"]
     assert rep.last_lines("a\nb\nc", None, limit=2) == ["b", "c"]
+    assert rep.final_stage_lines(text) == ["[7/7] export", " k arch", " 0 r12", "done in 9 s"]
+    five = "[4/5] budgets\n[5/5] export one file per budget (2)\n k budget_ms\n"
+    assert rep.final_stage_lines(five) == ["[5/5] export one file per budget (2)", " k budget_ms"]
+    assert rep.final_stage_lines("[1/2] x\nno final stage") == ["[1/2] x", "no final stage"]
     assert rep.first_sentence("Traceback...\n  File x\nRuntimeError: boom\n") == "RuntimeError: boom"
     assert rep.fmt(float("nan")) == "-" and rep.fmt(1.23456) == "1.235" and rep.pct(0.5) == "50%"
 
