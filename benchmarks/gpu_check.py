@@ -400,7 +400,7 @@ def section_export(report: Report, args: argparse.Namespace, work: Path, deadlin
         if exp:
             report.print(f"  {result.get('arch')}: {exp.get('file_bytes')} bytes, {exp.get('exporter')} "
                          f"opset {exp.get('opset')}, parity {rep.fmt(exp.get('parity_max_abs_diff'), '.1e')}, "
-                         f"measured by hwnas.export on {exp.get('measured_on')}: "
+                         f"measured by hwnas.export ({exp.get('measured_what')}) on {exp.get('measured_on')}: "
                          f"{rep.fmt(exp.get('latency_ms'), '.4f')} ms")
         if result.get("engine"):
             eng = result["engine"]
