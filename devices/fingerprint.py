@@ -83,17 +83,34 @@ def _driver_version() -> str | None:
         return None
 
 
+def cudnn_version(value: int | None) -> str | None:
+    """cuDNN's integer version as text: 9.x encodes MAJOR*10000 + MINOR*100 + PATCH
+    (92400 -> "9.24.0"), 8.x and older MAJOR*1000 + MINOR*100 + PATCH (8902 -> "8.9.2")."""
+    if not value:
+        return None
+    value = int(value)
+    if value >= 10_000:
+        return f"{value // 10_000}.{value // 100 % 100}.{value % 100}"
+    return f"{value // 1000}.{value // 100 % 10}.{value % 100}"
+
+
 def gpu_info(index: int) -> dict[str, Any]:
-    """Name, compute capability, memory, driver and CUDA runtime of CUDA device ``index``."""
+    """Name, compute capability, memory, driver, CUDA runtime and cuDNN of CUDA device ``index``
+    (cuDNN as torch loaded it; ONNX Runtime's CUDA providers use the same pip wheel)."""
     import torch
 
     props = torch.cuda.get_device_properties(index)
+    try:
+        cudnn = cudnn_version(torch.backends.cudnn.version())
+    except Exception:  # noqa: BLE001 - a torch without cuDNN simply has none to report
+        cudnn = None
     return {
         "gpu_model": props.name,
         "gpu_capability": f"{props.major}.{props.minor}",
         "gpu_memory_gib": round(props.total_memory / 2**30),
         "gpu_driver": _driver_version(),
         "cuda_runtime": torch.version.cuda,
+        "cudnn": cudnn,
     }
 
 

@@ -25,7 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from devices.base import Profiler
+from devices.engine_cache import default_folder, ort_tensorrt_options
 from devices.errors import DeviceUnavailable, InvalidSetting, ProfilingError
+from devices.gpu_libs import preload_for_ort
 from devices.onnx_export import OPSET, export_onnx
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -153,7 +155,9 @@ class OrtProfiler(Profiler):
     backend = "ort"
     measures_onnx = True
 
-    def __init__(self, index: int | None = None, **settings: Any) -> None:
+    def __init__(self, index: int | None = None,
+                 engine_cache: "str | os.PathLike[str] | None" = None, **settings: Any) -> None:
+        self.engine_cache = engine_cache if engine_cache is not None else default_folder()
         if self.target == "cpu":
             index = None
         elif index is None:
@@ -171,14 +175,15 @@ class OrtProfiler(Profiler):
         return base if not self.index else f"{base}:{self.index}"
 
     # ---- providers ------------------------------------------------------------------
-    def _providers(self) -> list[Any]:
+    def _providers(self, model: bytes = b"", input_shape: tuple[int, ...] | None = None) -> list[Any]:
         device = {"device_id": str(self.index or 0)}
         if self.target == "cpu":
             return ["CPUExecutionProvider"]
         if self.target == "cuda":
             return [("CUDAExecutionProvider", device), "CPUExecutionProvider"]
         trt = {**device, "trt_fp16_enable": "True" if self.precision == "fp16" else "False",
-               "trt_engine_cache_enable": "False"}
+               **ort_tensorrt_options(self.engine_cache, model, fp16=self.precision == "fp16",
+                                      device_id=self.index or 0, input_shape=input_shape)}
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", device),
                 "CPUExecutionProvider"]
 
@@ -213,17 +218,18 @@ class OrtProfiler(Profiler):
         options.log_severity_level = 3
         return options
 
-    def _session(self, model: bytes) -> Any:
+    def _session(self, model: bytes, input_shape: tuple[int, ...] | None = None) -> Any:
         """Build a session and refuse a silent fall-back to CPU."""
         import onnxruntime as ort
 
         wanted = PROVIDERS[self.target]
         if self.target == "cpu":
             return ort.InferenceSession(model, self._session_options(), providers=self._providers())
+        preload_for_ort(self.target)  # CUDA/cuDNN/TensorRT from pip's wheels (devices.gpu_libs)
         with captured_native_output() as lines:
             try:
                 session = ort.InferenceSession(model, self._session_options(),
-                                               providers=self._providers())
+                                               providers=self._providers(model, input_shape))
             except Exception as error:  # noqa: BLE001 - ORT raises plain RuntimeError/Fail
                 session, failure = None, error
         if session is None:
@@ -287,7 +293,7 @@ class OrtProfiler(Profiler):
 
     def _prepare_onnx(self, model: bytes, input_shape: tuple[int, ...], batch: int) -> Any:
         """A session over exactly these bytes (a file's, or the in-memory export's)."""
-        session = self._session(model)
+        session = self._session(model, (batch, *input_shape))  # the shape keys the engine cache
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ProfilingError(f"expected a network with one input, the model has {len(inputs)}")

@@ -23,8 +23,7 @@ def require_tensorrt() -> Any:
                                 f"{str(error).rstrip('.')}") from None
     import tensorrt as trt  # type: ignore
 
-    major_minor = tuple(int(p) for p in (trt.__version__.split(".") + ["0"])[:2])
-    if major_minor >= (10, 12) or not hasattr(trt.BuilderFlag, "FP16"):
+    if not hasattr(trt.BuilderFlag, "FP16"):  # removed in TensorRT 11 (deprecated in 10.12)
         raise ExportUnavailable(f"TensorRT {trt.__version__} takes fp16 only from an fp16 graph "
                                 f"(strong typing), and hwnas export writes fp32 graphs")
     return trt
