@@ -24,13 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from spaces.arch import Arch, Decision
 from spaces.base import Space
 from spaces.errors import InvalidArchitecture
-from spaces.mobile_blocks import ConvBNReLU, InvertedResidual, Skip
 
 
 @dataclass(frozen=True)
@@ -90,43 +86,6 @@ class LayerSlot:
     c_in: int
     c_out: int
     stride: int
-
-
-class FBNet(nn.Module):
-    """A standalone FBNet-space network (stem, 22 chosen blocks, header, classifier)."""
-
-    def __init__(self, stem: StemConfig, slots: tuple[LayerSlot, ...], blocks: list[BlockSpec],
-                 num_classes: int, in_channels: int = 3):
-        super().__init__()
-        self.stem = ConvBNReLU(in_channels, STEM_CHANNELS, kernel=3, stride=stem.stem_stride)
-        self.layers = nn.Sequential(*(_make_block(slot, spec) for slot, spec in zip(slots, blocks)))
-        self.header = ConvBNReLU(slots[-1].c_out, stem.header_channels, kernel=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(stem.header_channels, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # HW-NAS-Bench's init: He (fan-out) convs, unit BN, a near-zero classifier.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.001)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.header(self.layers(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
-
-
-def _make_block(slot: LayerSlot, spec: BlockSpec) -> nn.Module:
-    if spec.is_skip:
-        return Skip(slot.c_in, slot.c_out, slot.stride)
-    return InvertedResidual(slot.c_in, slot.c_out, kernel=spec.kernel, expansion=spec.expansion,
-                            stride=slot.stride, groups=spec.groups)
 
 
 class FBNetSpace(Space):
@@ -193,8 +152,11 @@ class FBNetSpace(Space):
         return self.arch([int(t) for t in tokens])
 
     # ---- network --------------------------------------------------------------------
-    def _build(self, arch: Arch, num_classes: int, input_size: int) -> nn.Module:
+    def _build(self, arch: Arch, num_classes: int, input_size: int) -> "torch.nn.Module":  # noqa: F821
         # Fully convolutional up to the global pool: input_size changes only the
-        # feature-map sizes, not the module.
+        # feature-map sizes, not the module. torch is imported only here, so listing
+        # and parsing the space stays fast.
+        from spaces.fbnet_net import FBNet
+
         return FBNet(self.stem_config, self.slots, [BLOCKS[c] for c in arch.choices],
                      num_classes, self.in_channels)

@@ -92,6 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--search-epochs", type=int, help="supernet warm-up and per-budget epochs (default 2)")
     g.add_argument("--retrain-epochs", type=int, help="standalone training of each chosen network "
                                                       "(default 5)")
+    g.add_argument("--references", metavar="LIST",
+                   type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                   help="reference devices of --db to learn from, e.g. ort:cpu,help:gold_6226 "
+                        "(default: every device of the store with this space and input size)")
     g.add_argument("--max-rounds", type=int, metavar="N",
                    help="search -> train -> time the file -> refit rounds per latency budget "
                         "(default 3)")
@@ -274,6 +278,7 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
                      "target": "target", "pool": "pool", "queries": "queries", "epochs": "epochs",
                      "search_epochs": "search_epochs", "retrain_epochs": "retrain_epochs",
                      "max_rounds": "max_rounds", "margin": "margin", "supernet": "supernet",
+                     "references": "references",
                      "seed": "seed"}
 SINGLE_SEARCH_ONLY = ("evaluator", "device_table", "objective", "population", "sample_size",
                       "batch", "reward", "input_size")

@@ -1,11 +1,24 @@
-"""List the search spaces, or sample architectures of one with their MACs and params."""
+"""List the search spaces, or sample architectures of one with their MACs and params.
+
+The MACs/params range of a space is counted on ~100 built networks, which takes
+minutes for the larger spaces; it does not change unless the space does. So the
+ranges are computed once and kept: the ones shipped with hwnas
+(``spaces/data/cost_ranges.json``), then a user cache
+(``$HWNAS_CACHE_DIR`` or ``~/.cache/hwnas/cost_ranges.json``); ``--refresh``
+recomputes them behind a progress bar and updates the user cache.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 COMMAND = "spaces"
 ORDER = 10
+SHIPPED = Path(__file__).resolve().parents[2] / "spaces" / "data" / "cost_ranges.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--range-samples", type=int, default=100, metavar="N",
                         help="architectures sampled per space for the MACs/params range (default 100)")
+    parser.add_argument("--refresh", action="store_true",
+                        help="recount the MACs/params ranges instead of using the kept ones")
 
 
 def _load(name: str, preset: str | None):
@@ -26,8 +41,57 @@ def _load(name: str, preset: str | None):
     return spaces.get(name, preset=preset) if preset else spaces.get(name)
 
 
+def user_cache() -> Path:
+    root = os.environ.get("HWNAS_CACHE_DIR") or Path.home() / ".cache" / "hwnas"
+    return Path(root) / "cost_ranges.json"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # a missing or damaged cache is recomputed, never trusted
+
+
+def range_key(space: Any, input_size: int | None, samples: int, seed: int) -> str:
+    return f"{space.key}|input={input_size or space.default_input_size}|n={samples}|seed={seed}"
+
+
+def count_range(space: Any, input_size: int | None, samples: int, seed: int) -> dict[str, float]:
+    costs = [space.cost(a, input_size) for a in space.sample_many(samples, seed)]
+    macs = [c.macs / 1e6 for c in costs]
+    params = [c.params / 1e6 for c in costs]
+    return {"macs_min": min(macs), "macs_max": max(macs),
+            "params_min": min(params), "params_max": max(params)}
+
+
+def ranges(space_list: list[Any], input_size: int | None, samples: int, seed: int,
+           refresh: bool, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Range per space key: kept ones unless ``refresh``; the rest counted (and kept)."""
+    from tqdm import tqdm
+
+    from spaces.core import OutputError, atomic_write
+
+    kept = {} if refresh else {**_read(SHIPPED), **_read(user_cache())}
+    keys = [range_key(s, input_size, samples, seed) for s in space_list]
+    todo = [(s, k) for s, k in zip(space_list, keys) if k not in kept]
+    if todo:
+        for space, key in tqdm(todo, desc="counting MACs/params", unit="space",
+                               disable=not progress, leave=False):
+            kept[key] = count_range(space, input_size, samples, seed)
+        cache = user_cache()
+        try:
+            atomic_write(cache, json.dumps({**_read(cache), **{k: kept[k] for _, k in todo}},
+                                           indent=1, sort_keys=True))
+        except OutputError:
+            pass  # an unwritable cache only means counting again next time
+    return {s.key: kept[k] for s, k in zip(space_list, keys)}
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
+
     import spaces
     from spaces.errors import HwnasError
 
@@ -46,21 +110,20 @@ def run(args: argparse.Namespace) -> int:
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return 0
 
+    space_list = [_load(name, None) for name in spaces.names()]
+    found = ranges(space_list, args.input, args.range_samples, args.seed, args.refresh)
     rows = []
-    for name in spaces.names():
-        space = _load(name, None)
-        costs = [space.cost(a, args.input) for a in space.sample_many(args.range_samples, args.seed)]
-        macs = [c.macs / 1e6 for c in costs]
-        params = [c.params / 1e6 for c in costs]
+    for space in space_list:
+        r = found[space.key]
         rows.append({
             "space": space.key,
             "decisions": len(space.decisions),
             "size": f"{space.size:.3e}" if space.size > 1e9 else f"{space.size:,}",
             "input": "x".join(map(str, space.input_shape(args.input))),
-            "MACs (M) min-max": f"{min(macs):.2f}-{max(macs):.2f}",
-            "params (M) min-max": f"{min(params):.3f}-{max(params):.3f}",
+            "MACs (M) min-max": f"{r['macs_min']:.2f}-{r['macs_max']:.2f}",
+            "params (M) min-max": f"{r['params_min']:.3f}-{r['params_max']:.3f}",
         })
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"(MACs = FlopCounterMode FLOPs / 2, over {args.range_samples} sampled architectures "
-          f"per space, seed {args.seed})")
+          f"per space, seed {args.seed}; counted once and kept, --refresh recounts)")
     return 0

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.pipeline.latency_model import heldout_metrics, make_predictor_factory
+from hwnas.pipeline.latency_model import factory_like, heldout_metrics
 from hwnas.pipeline.state import PipelineState
 
 MIN_REFIT = 10          # fewer stored measurements (besides the held-out set) cannot refit
@@ -49,21 +49,6 @@ def judge(predicted_ms: float, measured_ms: float, budget_ms: float, margin: flo
             "meets_budget": bool(measured_ms * (1.0 + margin) <= budget_ms)}
 
 
-def _fresh_like(state: PipelineState) -> Any:
-    """An unfitted predictor of the current one's kind and settings (the MLP ensemble when
-    that kind cannot be rebuilt from its settings alone), labelled with the device."""
-    from latency import predictors
-
-    current = state.predictor
-    meter = state.meter
-    try:
-        model = predictors.create(current.kind, state.space, **current.config)
-    except Exception:  # noqa: BLE001 - e.g. a transfer predictor needs its references
-        return make_predictor_factory(state.space, meter, state.settings.seed)()
-    return model.set_device(meter.device_id, meter.label, meter.fingerprint, meter.job.batch,
-                            "x".join(map(str, meter.job.input_shape)))
-
-
 def refit(state: PipelineState) -> tuple[Any, dict[str, Any]]:
     """(new predictor or None, record): a predictor of the current kind fitted on every
     stored measurement of the device except the held-out set; None with the reason when
@@ -77,8 +62,9 @@ def refit(state: PipelineState) -> tuple[Any, dict[str, Any]]:
                                  f"held-out set: too few to refit (at least {MIN_REFIT}; profile "
                                  f"more: hwnas profile --active --db ...)"}
     before = heldout_metrics(state.predictor, state.sets.holdout, state.holdout_ms)
-    model = _fresh_like(state).fit([state.space.from_string(k) for k, _ in train],
-                                   np.asarray([v for _, v in train]))
+    make = factory_like(state.predictor, state.space, state.meter, state.settings.seed)
+    model = make().fit([state.space.from_string(k) for k, _ in train],
+                       np.asarray([v for _, v in train]))
     after = heldout_metrics(model, state.sets.holdout, state.holdout_ms)
     return model, {"refitted": True, "train": len(train), "before": before, "after": after,
                    "message": f"refitted on {len(train)} measurements: held-out within +-10% "

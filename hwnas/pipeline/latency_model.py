@@ -26,9 +26,16 @@ class Sets:
     pool: list[Arch]
 
 
-def draw_sets(space: Space, initial: int, holdout: int, pool: int, seed: int) -> Sets:
-    """Disjoint random train / held-out / candidate-pool sets (distinct architectures)."""
-    train = space.sample_many(initial, rng=seed)
+def draw_sets(space: Space, initial: int, holdout: int, pool: int, seed: int,
+              shots: list[Arch] | None = None) -> Sets:
+    """Disjoint train / held-out / candidate-pool sets (distinct architectures): all random,
+    or the training set drawn from ``shots`` (architectures reference devices measured)."""
+    if shots:
+        order = np.random.default_rng(seed).permutation(len(shots))[:initial]
+        train = [shots[i] for i in sorted(order)]
+        train += [a for a in space.sample_many(initial, rng=seed) if a not in train][:initial - len(train)]
+    else:
+        train = space.sample_many(initial, rng=seed)
     seen = {space.to_string(a) for a in train}
 
     def fresh(n: int, rng: int) -> list[Arch]:
@@ -47,6 +54,25 @@ def make_predictor_factory(space: Space, meter: Any, seed: int) -> Callable[[], 
 
     def make() -> Any:
         model = predictors.create("mlp", space, seed=seed)
+        return model.set_device(meter.device_id, meter.label, meter.fingerprint, meter.job.batch,
+                                "x".join(map(str, meter.job.input_shape)))
+    return make
+
+
+def factory_like(predictor: Any, space: Space, meter: Any, seed: int) -> Callable[[], Any]:
+    """New, unfitted predictors of ``predictor``'s kind and settings (a transfer predictor
+    keeps its fitted reference devices), labelled with the device -- so active profiling
+    and the budget loop refit what stage 2 chose; the MLP ensemble when that kind cannot
+    be rebuilt from its settings."""
+    from latency import predictors
+
+    def make() -> Any:
+        try:
+            model = predictors.create(predictor.kind, space, **predictor.config)
+            if predictor.kind == "transfer":
+                model.set_references(predictor.references)
+        except Exception:  # noqa: BLE001 - an exotic kind: fall back to the ensemble
+            return make_predictor_factory(space, meter, seed)()
         return model.set_device(meter.device_id, meter.label, meter.fingerprint, meter.job.batch,
                                 "x".join(map(str, meter.job.input_shape)))
     return make

@@ -95,6 +95,18 @@ class Pipeline:
                                  progress=progress, corrected=settings.drift_correction)
         if settings.predictor:
             self._check_predictor(settings.predictor)
+        from hwnas.pipeline import references
+
+        self.references, self.notices = references.candidates(
+            self.store, self.space, self.meter.device_id, self.meter.job.batch,
+            self.meter.job.input_shape)
+        if settings.references and self.store is None:
+            raise BadSetting("--references chooses reference devices of a measurement store: "
+                             "give the store with --db")
+        self.references = references.restrict(self.references, settings.references,
+                                               settings.db)
+        if settings.predictor:
+            self.references = []  # a given predictor is used as it is
         self.config = {"pipeline": settings.to_json(), "space": self.space.key}
         if resume and (self.run_dir / "config.json").is_file():
             self.run_dir.check_resumable(self.config)
@@ -134,7 +146,19 @@ class Pipeline:
                  f"engine {s.engine}, run folder {self.run_dir.path}")
         state = PipelineState(s, self.space, self.input_size, self.data, self.meter,
                               self.run_dir.path, self.say, self.progress)
-        state.sets = draw_sets(self.space, s.initial, s.holdout, s.pool, s.seed)
+        state.references, state.reference_notices = self.references, self.notices
+        initial = s.initial_for(bool(self.references))
+        shots = None
+        if self.references:
+            from hwnas.pipeline.references import shot_pool
+
+            shots = shot_pool(store, self.space, self.references, initial)
+            self.say(f"reference devices in the store: "
+                     f"{', '.join(f'{r.label} ({r.rows})' for r in self.references)}; "
+                     f"{initial} first measurements drawn from what they measured")
+        for notice in self.notices:
+            self.say(f"  {notice}")
+        state.sets = draw_sets(self.space, initial, s.holdout, s.pool, s.seed, shots)
         for number, stage in enumerate(STAGES, 1):
             start = time.perf_counter()
             self.say(f"\n[{number}/{len(STAGES)}] {stage.title(state)}")

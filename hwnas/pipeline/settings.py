@@ -13,6 +13,9 @@ from typing import Any, Mapping
 from spaces.errors import HwnasError
 
 
+INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
+
+
 class BadSetting(HwnasError, ValueError):
     """A pipeline setting is out of range or contradicts another."""
 
@@ -32,8 +35,9 @@ class PipelineSettings:
     sweep: int = 3                      # latency budgets spread over the profiled range
     budgets: list[str] = field(default_factory=list)  # latency_ms<=X (replace the sweep), macs<=Y
     db: str | None = None               # measurement store; default <run>/lat.sqlite
+    references: list[str] | None = None  # reference devices of the store to use (default: all)
     predictor: str | None = None        # a fitted predictor file: skips fit + active profiling
-    initial: int = 40                   # random archs profiled first (training set)
+    initial: int | None = None          # archs profiled first: 15 with reference devices, else 40
     holdout: int = 30                   # random archs profiled for held-out metrics
     active_budget: int = 60             # further measurements chosen by ensemble spread
     active_batch: int = 15
@@ -55,14 +59,14 @@ class PipelineSettings:
         self.budgets = [str(b) for b in (self.budgets or [])]
         if self.preset is None and self.space == "fbnetv2":
             self.preset = "tiny"
-        counts = {"--sweep": self.sweep, "--initial": self.initial, "--holdout": self.holdout,
+        counts = {"--sweep": self.sweep, "--initial": self.initial or 40, "--holdout": self.holdout,
                   "--active-batch": self.active_batch, "--pool": self.pool,
                   "--queries": self.queries, "--epochs": self.epochs,
                   "--retrain-epochs": self.retrain_epochs}
         for name, value in counts.items():
             if int(value) < 1:
                 raise BadSetting(f"{name} must be at least 1, got {value}")
-        if self.initial < 5:
+        if self.initial is not None and self.initial < 5:
             raise BadSetting(f"--initial must be at least 5 (the predictor's minimum), got {self.initial}")
         if self.holdout < 5:
             raise BadSetting(f"--holdout must be at least 5 to judge the predictor, got {self.holdout}")
@@ -80,6 +84,12 @@ class PipelineSettings:
         if self.strategy not in (None, "supernet", "nao"):
             raise BadSetting(f"the pipeline searches with supernet or nao, not {self.strategy!r} "
                              f"(other strategies: hwnas search --evaluator ... --strategy ...)")
+
+    def initial_for(self, has_references: bool) -> int:
+        """Measurements of stage 1: the user's, else few when other devices can teach."""
+        if self.initial is not None:
+            return int(self.initial)
+        return INITIAL_WITH_REFERENCES if has_references else INITIAL_ALONE
 
     @property
     def engine(self) -> str:

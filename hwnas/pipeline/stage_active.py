@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.pipeline.latency_model import heldout_metrics, make_predictor_factory, metrics_line
+from hwnas.pipeline.latency_model import factory_like, heldout_metrics, metrics_line
 from hwnas.pipeline.stage_fit import PREDICTOR
 from hwnas.pipeline.stages import Stage
 from hwnas.pipeline.state import PipelineState
@@ -59,7 +59,7 @@ class ActiveStage(Stage):
 
         try:
             outcome = active_profile(
-                state.space, make_predictor_factory(state.space, state.meter, s.seed),
+                state.space, factory_like(state.predictor, state.space, state.meter, s.seed),
                 lambda archs: state.meter.measure(archs, "active"), state.archs, state.ms,
                 state.sets.pool, (state.sets.holdout, state.holdout_ms), batch=s.active_batch,
                 budget=s.active_budget, target_within10=s.target, strategy=RULE,

@@ -43,7 +43,9 @@ class ProfileStage(Stage):
                 "min_ms": float(everything.min()), "median_ms": float(np.median(everything)),
                 "max_ms": float(everything.max()), "device": state.meter.label,
                 "device_id": state.meter.device_id, "store": str(state.meter.store.path),
-                "budgets": state.budgets}
+                "budgets": state.budgets,
+                "train_archs": [state.space.to_string(a) for a in self._train(state)],
+                "holdout_archs": [state.space.to_string(a) for a in state.sets.holdout]}
         self._show(state, info)
         return info
 

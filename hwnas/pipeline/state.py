@@ -31,6 +31,8 @@ class PipelineState:
     say: Callable[[str], None]
     progress: bool = True
     # stage 1
+    references: list[Any] = field(default_factory=list)   # references.Reference candidates
+    reference_notices: list[str] = field(default_factory=list)
     sets: Any = None                   # latency_model.Sets: train / holdout / pool
     train_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     holdout_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))

@@ -210,6 +210,9 @@ class TransferPredictor(Predictor):
         self.bias = float(0.5 * (b_ridge - (mu / sd) @ w_ridge + b_nnls))
         self.table = np.zeros(self.space.num_options)
         self.residual = None
+        # one affine fit in log space per reference: their disagreement is the uncertainty
+        self.single = np.array([np.polyfit(z[:, r], y, 1) if np.ptp(z[:, r]) > 0
+                                else [0.0, float(y.mean())] for r in range(z.shape[1])])
         residual = y - (self.bias + z @ self.weights)
         mode = self.correction
         if mode == "auto":
@@ -230,6 +233,20 @@ class TransferPredictor(Predictor):
         onehot = one_hot(self.space, archs).astype(np.float64)
         out = np.exp(self.bias + self._features(archs) @ self.weights + onehot @ self.table)
         return out * self.residual._predict(archs) if self.residual is not None else out
+
+    def _predict_std(self, archs: list[Arch]) -> np.ndarray:
+        """Disagreement between the reference devices (ms): each reference alone, fitted
+        affinely in log space to this device's measurements, predicts each architecture;
+        the spread of those predictions (log-space std times the prediction) is high where
+        the devices that taught this predictor disagree -- where measuring teaches most.
+        With one reference it is zero everywhere (nothing to disagree with)."""
+        single = getattr(self, "single", None)
+        pred = self._predict(archs)
+        if single is None or len(single) < 2:
+            return np.zeros(len(archs))
+        z = self._features(archs)
+        logs = z * single[:, 0] + single[:, 1]
+        return pred * logs.std(axis=1)
 
     def _predict_soft(self, probs: torch.Tensor) -> torch.Tensor:
         logs = []
@@ -254,6 +271,7 @@ class TransferPredictor(Predictor):
         return {"references": {k: p.to_dict() for k, p in self.references.items()},
                 "weights": torch.as_tensor(self.weights), "bias": self.bias,
                 "table": torch.as_tensor(self.table),
+                "single": torch.as_tensor(getattr(self, "single", np.zeros((0, 2)))),
                 "residual": self.residual.to_dict() if self.residual is not None else None}
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -263,5 +281,7 @@ class TransferPredictor(Predictor):
         self.weights = state["weights"].numpy().astype(np.float64)
         self.table = state["table"].numpy().astype(np.float64)
         self.bias = float(state["bias"])
+        single = state.get("single")  # absent in files written before it existed
+        self.single = single.numpy().astype(np.float64) if single is not None else None
         residual = state.get("residual")
         self.residual = from_dict(residual, self.space) if residual is not None else None

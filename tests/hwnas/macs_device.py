@@ -17,10 +17,13 @@ from devices.base import Profiler
 
 SPEC = "test:macs"
 OFFSET_MS, SCALE_MS_PER_MAC = 0.01, 1e-7
+# a second device, for transfer between devices: slower per MAC, smaller fixed cost
+SPEC2 = "test:macs2"
+OFFSET2_MS, SCALE2_MS_PER_MAC = 0.004, 1.6e-7
 
 
-def latency_of(macs: float) -> float:
-    return OFFSET_MS + SCALE_MS_PER_MAC * float(macs)
+def latency_of(macs: float, offset: float = OFFSET_MS, scale: float = SCALE_MS_PER_MAC) -> float:
+    return offset + scale * float(macs)
 
 
 class _Constant:
@@ -40,21 +43,22 @@ class _Constant:
 class MacsProfiler(Profiler):
     backend, target = "test", "macs"
     measures_onnx = True
+    offset, scale = OFFSET_MS, SCALE_MS_PER_MAC
 
     def __init__(self, index: int | None = None, **settings: Any) -> None:
         super().__init__(None, **settings)
 
     @property
     def spec(self) -> str:
-        return SPEC
+        return f"{self.backend}:{self.target}"
 
     def _fingerprint_fields(self) -> dict[str, Any]:
-        return {"model": f"{OFFSET_MS} ms + {SCALE_MS_PER_MAC} ms/MAC"}
+        return {"model": f"{self.offset} ms + {self.scale} ms/MAC"}
 
     def _prepare(self, module: Any, input_shape: tuple[int, ...], batch: int) -> _Constant:
         from spaces.flops import count_cost
 
-        return _Constant(latency_of(count_cost(module, input_shape).macs) * batch)
+        return _Constant(latency_of(count_cost(module, input_shape).macs, self.offset, self.scale) * batch)
 
     def _prepare_onnx(self, model: bytes, input_shape: tuple[int, ...], batch: int) -> _Constant:
         import onnx
@@ -62,7 +66,13 @@ class MacsProfiler(Profiler):
         from hwnas import onnx_meta
 
         meta = onnx_meta.read_metadata(onnx.load_model_from_string(model))
-        return _Constant(latency_of(meta["macs"]) * batch)
+        return _Constant(latency_of(meta["macs"], self.offset, self.scale) * batch)
+
+
+class OtherMacsProfiler(MacsProfiler):
+    target = "macs2"
+    offset, scale = OFFSET2_MS, SCALE2_MS_PER_MAC
 
 
 devices.register(SPEC, MacsProfiler)
+devices.register(SPEC2, OtherMacsProfiler)

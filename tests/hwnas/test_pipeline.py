@@ -129,6 +129,28 @@ def test_python_api_returns_the_front(default_run):
     assert result.refitted == (default_run / "predictor_refit.pt").is_file()
 
 
+def test_a_pipeline_run_can_be_loaded_listed_and_exported(default_run, capsys, tmp_path):
+    import hwnas
+    from hwnas import onnx_meta
+
+    loaded = hwnas.load_run(default_run)
+    assert list(loaded.front["budget_ms"]) == list(pd.read_csv(default_run / "pareto.csv")["budget_ms"])
+    assert loaded.paths["onnx_0"].is_file() and len(loaded.audit) >= len(loaded.front)
+    assert main(["pareto", str(default_run), "--plot", str(tmp_path / "front.png")]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline" in out and "meets_budget" in out and (tmp_path / "front.png").is_file()
+    assert main(["export", str(default_run), "--no-measure"]) == 2  # which network? say so
+    assert "--pick K" in capsys.readouterr().err
+    target = tmp_path / "again.onnx"
+    assert main(["export", str(default_run), "--pick", "1", "-o", str(target), "--no-measure"]) == 0
+    meta = onnx_meta.read_metadata(target)
+    front = pd.read_csv(default_run / "pareto.csv")
+    assert meta["arch"] == front["arch"][1] and meta["trained"] is True
+    assert meta["accuracy"] == pytest.approx(front["accuracy"][1])
+    assert meta["preprocessing"]["input_size"] == [16, 16] and len(meta["class_names"]) == 10
+    assert main(["export", str(default_run), "--pick", "9", "--no-measure"]) == 2
+
+
 def test_sigkill_mid_loop_then_resume_repeats_nothing(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))

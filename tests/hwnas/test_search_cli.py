@@ -113,3 +113,22 @@ def test_supernet_flag_chooses_the_kind_in_the_pipeline_and_a_single_search():
     args = parser.parse_args(["--strategy", "evolution", "--supernet", "singlepath"])
     with pytest.raises(HwnasError, match="--supernet"):
         search_cmd._strategy(search_cmd.resolve_settings(args))
+
+
+def test_a_tabular_run_can_be_loaded_listed_and_exported_honestly(table_run, capsys):
+    import hwnas
+    from hwnas import onnx_meta
+    from hwnas.results import SearchRun
+
+    run = hwnas.load_run(table_run)
+    assert isinstance(run, SearchRun) and len(run.history) > 0 and run.best is not None
+    assert main(["pareto", str(table_run), "--plot", str(table_run / "again.png")]) == 0
+    capsys.readouterr()
+    # the table's accuracy is the benchmark's, not a file's: random weights need --untrained
+    assert main(["export", str(table_run), "--pick", "0", "--no-measure"]) == 2
+    assert "no trained weights" in capsys.readouterr().err
+    assert main(["export", str(table_run), "--pick", "0", "--no-measure", "--untrained"]) == 0
+    meta = onnx_meta.read_metadata(table_run / "pareto-0.onnx")
+    assert meta["trained"] is False and "accuracy" not in meta
+    assert "benchmark table" in meta["accuracy_source"]
+    assert isinstance(meta["metrics"]["accuracy"], float)  # kept, labelled, typed

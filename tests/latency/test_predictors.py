@@ -424,3 +424,26 @@ def test_lut_on_help_nb201_titan_rtx(shared_data):
         guess = lut.predict([archs[i] for i in order[100:]])
         assert metrics.spearman(guess, ms[order[100:]]) > 0.99
         assert metrics.within(guess, ms[order[100:]], 0.10) > 0.95
+
+
+def test_transfer_uncertainty_is_where_its_references_disagree(grid):
+    archs = all_archs(grid)
+    refs, truth = references_for(grid, archs)
+    order = np.random.default_rng(5).permutation(len(archs))
+    train = [archs[i] for i in order[:12]]
+    tr = predictors.create("transfer", grid, references=refs).fit(train, truth["refA@b1"][order[:12]])
+    # each reference alone, fitted affinely in log space on the same 12 measurements
+    y = np.log(truth["refA@b1"][order[:12]])
+    alone = []
+    for name in ("refA@b1", "refB@b1"):
+        f = np.log(refs[name].predict(archs))
+        slope, intercept = np.polyfit(f[order[:12]], y, 1)
+        alone.append(slope * f + intercept)
+    std = tr.predict_std(archs) / tr.predict(archs)
+    assert std.shape == (len(archs),) and (std >= 0).all()
+    np.testing.assert_allclose(std, np.abs(alone[0] - alone[1]) / 2, rtol=1e-6, atol=1e-9)
+    assert std.max() > 5 * np.median(std)  # it singles some architectures out
+    single = predictors.create("transfer", grid, references={"refA@b1": refs["refA@b1"]})
+    assert np.all(single.fit(train, truth["refA@b1"][order[:12]]).predict_std(archs) == 0)
+    loaded = predictors.from_dict(tr.to_dict(), grid)  # the spread survives a save
+    np.testing.assert_allclose(loaded.predict_std(archs), tr.predict_std(archs))
