@@ -117,8 +117,6 @@ def _run_space(config: dict[str, Any], best: dict[str, Any] | None) -> tuple[str
 def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
     """What to export from a search run (layout: :mod:`hwnas.runs`): its best architecture,
     or row ``pick`` of pareto.csv."""
-    import pandas as pd
-
     from hwnas import runs
     from spaces import Arch
 
@@ -143,11 +141,7 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
                       num_classes=best.get("num_classes"), input_size=best.get("input_size"))
         return target
     path = run_dir / runs.PARETO
-    if not path.is_file():
-        raise HwnasError(f"{path} does not exist (the search has not finished a batch)")
-    front = pd.read_csv(path)
-    if "arch" not in front.columns:
-        raise HwnasError(f"{path} has no 'arch' column")
+    front = folder.read_front(("arch",))
     if not 0 <= pick < len(front):
         raise HwnasError(f"--pick {pick} is out of range: {path} has {len(front)} row(s), "
                          f"0..{len(front) - 1}")
@@ -187,10 +181,17 @@ def run(args: argparse.Namespace) -> int:
         if args.run_dir or args.space or args.arch:
             raise HwnasError("--inspect takes only the ONNX file")
         return _inspect(args.inspect)
+    from hwnas.cli import _checks
+
     if args.weights and args.train:
         raise HwnasError("give either --weights or --train, not both")
     if args.epochs < 1:
         raise HwnasError(f"--epochs must be at least 1, got {args.epochs}")
+    _checks.at_least("--epochs", args.epochs, 1, 10_000)
+    _checks.num_classes("--num-classes", args.num_classes)
+    _checks.input_size("--input", args.input)
+    _checks.seed("--seed", args.seed)
+    _checks.at_least("--pick", args.pick, 0)
     target = _target(args)
     output = Path(args.output or target["output"])
 
@@ -210,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
         plan = devices.TimingPlan.quick() if args.quick else None
         profiler = devices.get(args.device, plan=plan) if plan else devices.get(args.device)
 
-    num_classes = args.num_classes or target["num_classes"]
-    input_size = args.input or target["input_size"]
+    num_classes = args.num_classes if args.num_classes is not None else target["num_classes"]
+    input_size = args.input if args.input is not None else target["input_size"]
     model, accuracy, extra = None, None, dict(target["metadata"])
     weights = args.weights
     if args.train:

@@ -121,6 +121,20 @@ def _size(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover - the loop always returns
 
 
+def _probe(target: Path, folder: Path) -> None:
+    """Create and remove an empty file in ``folder``: the one test that also catches a
+    read-only mount, a pseudo file system (/proc) or a root-squashed share, where the
+    permission bits say yes."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".hwnas-probe.", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: no file can be created in {folder} "
+                          f"({reason(error)})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
 def check_writable(path: str | os.PathLike[str], *, create_parent: bool = False,
                    need_bytes: int = MIN_FREE_BYTES) -> Path:
     """Refuse, before expensive work, a target that cannot be written: an existing
@@ -131,6 +145,7 @@ def check_writable(path: str | os.PathLike[str], *, create_parent: bool = False,
     folder = _existing_folder(target, create_parent)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {target}: folder {folder} is not writable")
+    _probe(target, folder)
     free = free_bytes(folder)
     if free is not None and need_bytes and free < need_bytes:
         raise OutputError(f"cannot write {target}: only {_size(free)} free on its disk, "
