@@ -8,9 +8,10 @@ uninterrupted history exactly.
 
 An append is all or nothing (:func:`spaces.core.atomic_append`: a full disk cuts
 the file back), so the only damage a kill can leave is an unfinished *last* line,
-which is skipped, and cut off before the next append. Anything else that does not parse -- a line in the middle, bytes
-that are not text -- means the file was damaged, and opening it fails with one
-sentence naming the file and line, before the run folder is touched.
+which is skipped, and cut off before the next append. Anything else that does not
+parse -- a line in the middle, bytes that are not text -- means the file was
+damaged, and opening it fails with one sentence naming the file and line, before
+the run folder is touched.
 """
 
 from __future__ import annotations
