@@ -152,9 +152,9 @@ def jsonable(value: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from hwnas.runs import _atomic_write
+    from spaces.core import atomic_write
 
-    _atomic_write(path, json.dumps(jsonable(data), indent=1) + "\n")
+    atomic_write(path, json.dumps(jsonable(data), indent=1) + "\n")
 
 
 class Report:

@@ -18,6 +18,14 @@ Batch: ONNX Runtime profiling and the shipped file use a dynamic batch dimension
 TensorRT's engine build asks for a static one (``dynamic_batch=False``).
 Exports are cached weakly per module, so re-measuring the same module on another
 ONNX backend (or in a second pass) reuses its bytes.
+
+Networks whose output does not depend on their input -- valid members of a space,
+e.g. NB201 cells whose every path is cut by ``none`` edges -- lose their input in a
+static-batch export (the exporter folds the whole graph into constants), and an
+ONNX file without an input cannot be fed or timed. Such a network is exported again
+through :func:`keep_input`, which ties the output to the input at the cost of one
+slice, multiply and add on ``(batch, 1)`` values, so every backend times it like
+any other network.
 """
 
 from __future__ import annotations
@@ -121,6 +129,41 @@ def _dynamo(module: Any, example: Any, opset: int, dynamic_batch: bool) -> Any:
     return program.model_proto
 
 
+def keep_input(module: Any) -> Any:
+    """``module`` wrapped so its output keeps a data dependence on the input: ``f(x) + 0 *
+    x[:, first element]`` -- the same values for finite inputs, and the graph input kept."""
+    import torch
+
+    class KeepInput(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            out = self.inner(x)
+            anchor = x.reshape(x.shape[0], -1)[:, :1]
+            return out + anchor.reshape([x.shape[0]] + [1] * (out.dim() - 1)) * 0.0
+
+    return KeepInput(module).eval()
+
+
+def output_depends_on_input(model: Any) -> bool:
+    """True when the model has its graph input and its first output is computed from it."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    if not inputs or not model.graph.output:
+        return False
+    reached = set(inputs)
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            if any(name in reached for name in node.input) and not set(node.output) <= reached:
+                reached.update(node.output)
+                changed = True
+    return model.graph.output[0].name in reached
+
+
 def to_onnx(module: Any, input_shape: Sequence[int], opset: int = OPSET, exporter: str = "auto",
             *, dynamic_batch: bool = True, batch: int = 1, input_dtype: str | None = None) -> Converted:
     """``module`` (already in eval mode, on its device and dtype) as an in-memory ONNX model.
@@ -153,6 +196,8 @@ def to_onnx(module: Any, input_shape: Sequence[int], opset: int = OPSET, exporte
             try:
                 make = _torchscript if name == "torchscript" else _dynamo
                 model = make(module, example, opset, dynamic_batch)
+                if not output_depends_on_input(model):  # see the module docstring
+                    model = make(keep_input(module), example, opset, dynamic_batch)
                 return Converted(model, name, "; ".join(reasons) or None)
             except Exception as error:  # noqa: BLE001 - the exporters raise many kinds
                 reasons.append(f"{name}: {first_line(error)}")

@@ -213,6 +213,26 @@ def check_feasible(objectives: Sequence[Objective], best_possible: Mapping[str, 
                 f"{format_number(bound)}")
 
 
+def check_jointly_feasible(objectives: Sequence[Objective], table: Mapping[str, np.ndarray],
+                           space_key: str = "the space") -> None:
+    """Raise :class:`InfeasibleBudget` when no architecture meets every budget at once.
+
+    ``table`` holds, for every architecture of the space, the metrics known for all of
+    them (see ``Evaluator.whole_space``); budgets on other metrics are left out, which
+    can only make more architectures pass -- so a refusal is always right.
+    """
+    known = [o for o in constrained(objectives) if o.name in table]
+    if len(known) < 2:
+        return  # one budget alone was already checked against the space's best value
+    mask = feasible_mask(table, known)
+    if not mask.any():
+        n = len(np.asarray(table[known[0].name]))
+        texts = ", ".join(o.budget_text() for o in known)
+        raise InfeasibleBudget(f"no architecture of {space_key} meets the budgets {texts} "
+                               f"together (all {n:,} checked in the tables); relax one of "
+                               f"them")
+
+
 def feasible_mask(frame, objectives: Sequence[Objective]) -> np.ndarray:
     """Rows of a metrics table (DataFrame or dict of arrays) that meet every budget."""
     n = len(frame[objectives[0].name]) if objectives else 0

@@ -139,9 +139,15 @@ def load_model(path: str | Path) -> "onnx.ModelProto":  # noqa: F821
     if not path.is_file():
         raise InvalidOnnxFile(f"{path} is not a file")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise InvalidOnnxFile(f"{path} is not an ONNX model ({type(error).__name__})") from None
+    # protobuf parses an empty file (and some other bytes) as an empty message: a model
+    # has at least an IR version and a graph with an output
+    if model.ir_version < 1 or not model.HasField("graph") or not model.graph.output:
+        what = "is empty" if path.stat().st_size == 0 else "holds no ONNX graph"
+        raise InvalidOnnxFile(f"{path} {what}, so it is not an ONNX model")
+    return model
 
 
 def read_metadata(source: "str | Path | onnx.ModelProto") -> dict[str, Any]:  # noqa: F821

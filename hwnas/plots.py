@@ -1,17 +1,36 @@
-"""The run's picture: every evaluated point, the Pareto front highlighted, budgets drawn."""
+"""The run's picture: every evaluated point, the Pareto front highlighted, budgets drawn.
+
+Figures are rendered to memory and written with :func:`spaces.core.atomic_write`
+(:func:`save_png`), so a bad path or a full disk leaves the previous picture and
+fails in one sentence.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from hwnas import pareto
 from hwnas.objectives import Objective, feasible_mask, format_number
+from spaces.core import atomic_write
 
 LABELS = {"accuracy": "accuracy (%)", "latency_ms": "latency (ms)", "macs": "MACs", "params": "params"}
+
+
+def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Render ``fig`` to PNG bytes in memory, close it, and write the file atomically."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buffer.getvalue())
 
 
 def _axes_pairs(objectives: Sequence[Objective]) -> list[tuple[Objective, Objective]]:
@@ -67,11 +86,7 @@ def plot_front(history: pd.DataFrame, objectives: Sequence[Objective], path: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def front_table(front: pd.DataFrame, objectives: Sequence[Objective]) -> str:

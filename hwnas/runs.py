@@ -14,21 +14,23 @@
 
 Nothing in an existing folder is touched until its config has been checked:
 a folder from another config, or a non-empty folder without ``--resume``,
-is refused with one sentence.
+is refused with one sentence. Every file is written with
+:func:`spaces.core.atomic_write`; a new folder whose first file cannot be written
+(a full disk) is removed again, so a failed start leaves nothing behind. Every
+reader names the file in one sentence when it is damaged or empty.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 import hwnas
+from spaces.core import OutputError, atomic_write, check_writable
 from spaces.errors import HwnasError
 
 CONFIG = "config.json"
@@ -53,17 +55,51 @@ def default_run_dir(root: str | Path = "runs") -> Path:
     return Path(root) / time.strftime("%Y%m%d-%H%M%S")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file + rename, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """A JSON file of a run; RunFolderError naming it when it is unreadable, empty or not
+    JSON."""
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{path} is corrupt (not text)") from None
+    except OSError as error:
+        raise RunFolderError(f"cannot read {path}: {error.strerror or error}") from None
+    if not text.strip():
+        raise RunFolderError(f"{path} is empty; the {what} was damaged")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def read_table(path: Path, columns: Iterable[str] = (), numeric: Iterable[str] = ()) -> pd.DataFrame:
+    """A CSV table of a run; RunFolderError naming it when it is unreadable, empty, not CSV,
+    lacks one of ``columns`` or holds something else than numbers in ``numeric``."""
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise RunFolderError(f"{path} is empty; it was damaged (hwnas writes a header even "
+                             f"for an empty table)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunFolderError(f"{path} is not a readable CSV table ({first[:120]})") from None
+    except OSError as error:
+        raise RunFolderError(f"cannot read {path}: {error.strerror or error}") from None
+    missing = [c for c in (*columns, *numeric) if c not in table.columns]
+    if missing:
+        raise RunFolderError(f"{path} lacks the column(s) {', '.join(missing)}; it was damaged "
+                             f"or is not a hwnas table")
+    for column in numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        if (values.isna() & table[column].notna()).any():
+            raise RunFolderError(f"{path} holds something else than numbers in column "
+                                 f"{column!r}; it was damaged")
+        table[column] = values
+    return table
 
 
 def _diff(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str | None:
@@ -104,10 +140,17 @@ class RunFolder:
         path = self.path / CONFIG
         if not path.is_file():
             raise RunFolderError(f"{self.path} is not a hwnas run folder (no {CONFIG})")
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RunFolderError(f"{path} is not valid JSON ({err.msg})") from err
+        config = read_json(path, "run's config")
+        if not isinstance(config, dict):
+            raise RunFolderError(f"{path} is not a run's config (a JSON object)")
+        return config
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a run folder that cannot be written (a file in its
+        place, an unwritable parent, a full disk)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} exists and is not a folder; choose another --out")
+        check_writable(self.path / CONFIG, create_parent=True)
 
     def check_resumable(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The stored config, if ``config`` may continue it; raises otherwise. Read-only."""
@@ -129,41 +172,85 @@ class RunFolder:
         if resume and (self.path / CONFIG).is_file():
             stored = self.check_resumable(config)
             merged = dict(stored)
-            merged["queries"] = config.get("queries", stored.get("queries"))
-            _atomic_write(self.path / CONFIG, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+            if "queries" in config:
+                merged["queries"] = config["queries"]
+            if merged != stored:
+                _write_json(self.path / CONFIG, merged)
             return merged
         if resume and self.path.exists() and any(self.path.iterdir()):
             self.read_config()  # raises: a non-empty folder that is not a run
         if not resume:
             self.check_new()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"cannot create the run folder {self.path}: "
+                                 f"{error.strerror or error}") from None
         full = {"hwnas_version": hwnas.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **config}
-        _atomic_write(self.path / CONFIG, json.dumps(full, indent=2, sort_keys=True) + "\n")
+        try:
+            _write_json(self.path / CONFIG, full)
+        except OutputError:
+            if created:
+                self.remove_if_empty()
+            raise
         return full
+
+    def discard_start(self) -> None:
+        """Undo :meth:`start` of a new run that failed before its first stage: its config
+        goes, and the folder with it when nothing else is there."""
+        (self.path / CONFIG).unlink(missing_ok=True)
+        self.remove_if_empty()
+
+    def remove_if_empty(self) -> None:
+        """Remove the folder when it holds nothing (a start that failed at its first file)."""
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # not empty, or already gone: leave it
 
     # ---- writing ----------------------------------------------------------------------
     def write_history(self, history: pd.DataFrame) -> None:
-        _atomic_write(self.path / HISTORY, history.to_csv(index=False))
+        atomic_write(self.path / HISTORY, history.to_csv(index=False))
 
     def write_front(self, front: pd.DataFrame) -> None:
-        _atomic_write(self.path / PARETO, front.to_csv(index=False))
+        atomic_write(self.path / PARETO, front.to_csv(index=False))
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Any other JSON record of the run (e.g. the supernet's per-budget trace)."""
+        _write_json(self.path / name, data)
+        return self.path / name
 
     def write_best(self, record: Mapping[str, Any] | None) -> None:
         path = self.path / BEST_ARCH
         if record is None:
             path.unlink(missing_ok=True)
             return
-        _atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        _write_json(path, record)
 
     # ---- reading ----------------------------------------------------------------------
-    def read_history(self) -> pd.DataFrame:
+    def read_history(self, columns: Iterable[str] = ("arch",),
+                     numeric: Iterable[str] = ()) -> pd.DataFrame:
         path = self.path / HISTORY
         if not path.is_file():
             raise RunFolderError(f"{self.path} has no {HISTORY} yet (the search has not "
                                  f"evaluated anything)")
-        return pd.read_csv(path)
+        return read_table(path, columns, numeric)
+
+    def read_front(self, columns: Iterable[str] = ("arch",),
+                   numeric: Iterable[str] = ()) -> pd.DataFrame:
+        path = self.path / PARETO
+        if not path.is_file():
+            raise RunFolderError(f"{path} does not exist (the search has not finished a batch)")
+        return read_table(path, columns, numeric)
 
     def read_best(self) -> dict[str, Any] | None:
         path = self.path / BEST_ARCH
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        record = read_json(path, "best architecture record")
+        if not isinstance(record, dict):
+            raise RunFolderError(f"{path} is not an architecture record (a JSON object)")
+        return record

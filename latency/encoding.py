@@ -18,6 +18,7 @@ optionally, a JSON file per space key).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -28,6 +29,8 @@ import torch
 from spaces.arch import Arch
 from spaces.base import Space
 from spaces.errors import HwnasError
+
+log = logging.getLogger(__name__)
 
 EXTRAS = ("macs", "params")
 
@@ -130,13 +133,12 @@ class CostTable:
         path = self._path
         if path is None:
             return
+        from spaces.core import OutputError, atomic_write
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"space": self.space.key, "costs": self._costs}))
-            tmp.replace(path)
-        except OSError:
-            pass  # the cache only saves time
+            atomic_write(path, json.dumps({"space": self.space.key, "costs": self._costs}))
+        except OutputError as error:  # the cache only saves time: say so, carry on
+            log.info("cost cache %s not written: %s", path, error)
 
     # ---- exact costs -----------------------------------------------------------------------
     def _exact(self, archs: Sequence[Arch]) -> np.ndarray:

@@ -17,9 +17,11 @@ not SQLite, or an SQLite database with other tables, is refused with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -31,7 +33,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from spaces.core import MIN_FREE_BYTES, OutputError, atomic_write, check_writable, free_bytes
 from spaces.errors import HwnasError
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x68774E53  # "hwNS": marks a file as an hwnas measurement store
 SCHEMA_VERSION = 3  # 2: reference_ms (devices.reference); 3: block_calls; older files are migrated
@@ -41,6 +46,29 @@ BUSY_TIMEOUT_MS = 30_000
 
 class StoreError(HwnasError, RuntimeError):
     """The store file cannot be used (unwritable, not SQLite, not an hwnas store...)."""
+
+
+# SQLite's messages for a problem of the machine, not of the code, and what they mean.
+_SQLITE_REASONS = {
+    "database or disk is full": "the disk is full",
+    "unable to open database file": "its folder is missing or not writable",
+    "attempt to write a readonly database": "it is read-only",
+    "disk i/o error": "the disk reported an input/output error (a full disk does this)",
+}
+
+
+def sqlite_meaning(error: BaseException) -> str | None:
+    """What an SQLite failure of the machine (full disk, read-only file...) means for the
+    user; None for any other error."""
+    text = str(error).lower()
+    return next((v for k, v in _SQLITE_REASONS.items() if k in text), None)
+
+
+def sqlite_reason(error: BaseException) -> str:
+    """SQLite's message, with what it means for the user where that is known."""
+    text = str(error).strip() or type(error).__name__
+    meaning = sqlite_meaning(error)
+    return f"{meaning} (SQLite: {text})" if meaning else text
 
 
 _SCHEMA = """
@@ -164,6 +192,7 @@ class MeasurementStore:
     def __init__(self, path: "str | os.PathLike[str]", readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        created = not self.path.exists()
         existing = self._check_file()
         self._conn = self._connect()
         try:
@@ -175,11 +204,21 @@ class MeasurementStore:
                 if not existing or not self._has_tables():
                     self._create_schema()
         except sqlite3.Error as error:
-            self._conn.close()
-            raise StoreError(f"cannot open measurement store {self.path}: {error}") from None
+            self._abandon(created)
+            raise StoreError(f"cannot open measurement store {self.path}: "
+                             f"{sqlite_reason(error)}") from None
         except StoreError:
-            self._conn.close()
+            self._abandon(created)
             raise
+
+    def _abandon(self, created: bool) -> None:
+        """Close after a failed open; a file this open created (e.g. on a full disk) is
+        removed, so a failure leaves the folder as it was."""
+        self._conn.close()
+        if created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    Path(f"{self.path}{suffix}").unlink()
 
     # ---- opening ----------------------------------------------------------------------
     def _check_file(self) -> bool:
@@ -197,6 +236,7 @@ class MeasurementStore:
             if not os.access(self.path.parent, os.W_OK):
                 raise StoreError(f"cannot create measurement store {self.path}: "
                                  f"folder {self.path.parent} is not writable")
+            self._check_free()
             return False
         try:
             with open(self.path, "rb") as fh:
@@ -205,13 +245,25 @@ class MeasurementStore:
             raise StoreError(f"cannot read measurement store {self.path}: "
                              f"{error.strerror or error}") from None
         if not header:
+            if not self.readonly:
+                self._check_free()
             return False  # an empty file: a new store
         if header != _SQLITE_HEADER:
             raise StoreError(f"{self.path} is not an SQLite file, so not a measurement store; "
                              f"it was left untouched")
         if not self.readonly and not os.access(self.path, os.W_OK):
             raise StoreError(f"measurement store {self.path} is not writable")
+        if not self.readonly:
+            self._check_free()
         return True
+
+    def _check_free(self) -> None:
+        """A writer on a (nearly) full disk is refused before SQLite creates its journal
+        files: it could not commit a row, and would fail with "disk I/O error"."""
+        free = free_bytes(self.path.parent)
+        if free is not None and free < MIN_FREE_BYTES:
+            raise StoreError(f"cannot write to measurement store {self.path}: the disk is full "
+                             f"({free:,} bytes free, at least {MIN_FREE_BYTES:,} needed)")
 
     def _connect(self) -> sqlite3.Connection:
         mode = "ro" if self.readonly else "rwc"
@@ -222,7 +274,8 @@ class MeasurementStore:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open measurement store {self.path}: {error}") from None
+            raise StoreError(f"cannot open measurement store {self.path}: "
+                             f"{sqlite_reason(error)}") from None
         return conn
 
     def _has_tables(self) -> bool:
@@ -236,6 +289,9 @@ class MeasurementStore:
             tables = sorted(r[0] for r in self._conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"))
         except sqlite3.DatabaseError as error:
+            if sqlite_meaning(error) is not None:  # the machine's problem, not the file's
+                raise StoreError(f"cannot open measurement store {self.path}: "
+                                 f"{sqlite_reason(error)}; it was left untouched") from None
             raise StoreError(f"{self.path} is not a readable SQLite database ({error}); "
                              f"it was left untouched") from None
         if app_id == 0 and not tables:
@@ -265,8 +321,7 @@ class MeasurementStore:
                 + (" UPDATE measurements SET block_calls = 1 WHERE n_samples IS NOT NULL;")
                 + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
 
     def _create_schema(self) -> None:
@@ -277,36 +332,57 @@ class MeasurementStore:
                 "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA application_id={APPLICATION_ID};"
                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
 
     # ---- transactions -----------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        """One IMMEDIATE transaction: committed on success, rolled back on any error.
+
+        Any SQLite failure (a full disk, a read-only file) is a :class:`StoreError`
+        sentence, and the store keeps exactly what it held before. SQLite rolls some
+        failed transactions back itself (SQLITE_FULL does), so the rollback here only
+        runs while a transaction is still open.
+        """
         if self.readonly:
             raise StoreError(f"measurement store {self.path} was opened read-only")
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
-            raise StoreError(f"cannot write to measurement store {self.path}: {error}") from None
+            raise StoreError(f"cannot write to measurement store {self.path}: "
+                             f"{sqlite_reason(error)}") from None
         try:
             yield self._conn
+        except sqlite3.Error as error:
+            self._rollback()
+            raise StoreError(f"cannot write to measurement store {self.path}: "
+                             f"{sqlite_reason(error)}; nothing of this batch was stored") from None
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as error:
+            self._rollback()
+            raise StoreError(f"cannot commit to measurement store {self.path}: "
+                             f"{sqlite_reason(error)}; nothing of this batch was stored") from None
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already done so."""
+        if not self._conn.in_transaction:
+            return
+        try:
             self._conn.execute("ROLLBACK")
-            raise StoreError(f"cannot commit to measurement store {self.path}: {error}") from None
+        except sqlite3.Error as error:  # the connection is unusable; SQLite keeps the file whole
+            log.warning("rollback on measurement store %s failed: %s", self.path, error)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:
-            raise StoreError(f"cannot read measurement store {self.path}: {error}") from None
+            raise StoreError(f"cannot read measurement store {self.path}: "
+                             f"{sqlite_reason(error)}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -500,19 +576,19 @@ class MeasurementStore:
                                          or importlib.util.find_spec("fastparquet")):
             raise StoreError("writing Parquet needs pyarrow (pip install pyarrow); "
                              "export to a .csv file instead")
+        try:
+            check_writable(target, create_parent=True)
+        except OutputError as error:
+            raise StoreError(str(error)) from None
         frame = self.frame(samples=samples, **filters)
         if samples:
             for column in ("samples", "aux_samples"):
                 frame[column] = [json.dumps(s) for s in frame[column]]
+        data = frame.to_csv(index=False) if suffix == ".csv" else frame.to_parquet(None, index=False)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if suffix == ".csv":
-                frame.to_csv(target, index=False)
-            else:
-                frame.to_parquet(target, index=False)
-        except OSError as error:
-            raise StoreError(f"cannot write {target}: {error.strerror or error}") from None
-        return target
+            return atomic_write(target, data)
+        except OutputError as error:
+            raise StoreError(str(error)) from None
 
 
 def drift_corrected(frame: pd.DataFrame) -> pd.Series:

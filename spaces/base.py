@@ -16,9 +16,28 @@ from typing import Iterator
 import numpy as np
 
 from spaces.arch import Arch, Decision
-from spaces.errors import InvalidArchitecture
+from spaces.errors import InvalidArchitecture, InvalidOption
 
 RngLike = "np.random.Generator | int | None"
+
+# Sane ranges of what a network is built for: a larger input or head is a typo (an extra
+# digit), and it would fail only after minutes of building, profiling or training.
+MAX_INPUT_SIZE = 1024
+MAX_NUM_CLASSES = 100_000
+# Architectures one command may sample, measure or print. A million fbnet networks take
+# days to profile; more is a typo, and sampling that many would only fill memory.
+MAX_COUNT = 1_000_000
+
+
+def check_int(name: str, value: object, least: int = 1, most: int | None = None) -> int:
+    """``value`` as an int in ``[least, most]``; InvalidOption naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidOption(f"{name} must be a whole number, got {value!r}")
+    if value < least:
+        raise InvalidOption(f"{name} must be at least {least:,}, got {value:,}")
+    if most is not None and value > most:
+        raise InvalidOption(f"{name} must be at most {most:,}, got {value:,}")
+    return int(value)
 
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -202,16 +221,27 @@ class Space(ABC):
         return self.arch([t - o for t, o in zip(tokens, self.option_offsets)])
 
     # ---- networks -------------------------------------------------------------------
+    def input_size(self, input_size: int | None = None) -> int:
+        """The input resolution to build for: the space's own when None, else checked."""
+        if input_size is None:
+            return self.default_input_size
+        return check_int("the input size", input_size, 1, MAX_INPUT_SIZE)
+
+    def num_classes(self, num_classes: int | None = None) -> int:
+        """The classifier's width: the space's own when None, else checked."""
+        if num_classes is None:
+            return self.default_num_classes
+        return check_int("the number of classes", num_classes, 1, MAX_NUM_CLASSES)
+
     def input_shape(self, input_size: int | None = None) -> tuple[int, int, int]:
-        size = input_size or self.default_input_size
+        size = self.input_size(input_size)
         return (self.in_channels, size, size)
 
     def build(self, arch: Arch, num_classes: int | None = None,
               input_size: int | None = None) -> "torch.nn.Module":  # noqa: F821
         """The standalone, deployable network of ``arch`` (never a supernet)."""
         self.validate(arch)
-        return self._build(arch, num_classes or self.default_num_classes,
-                           input_size or self.default_input_size)
+        return self._build(arch, self.num_classes(num_classes), self.input_size(input_size))
 
     @abstractmethod
     def _build(self, arch: Arch, num_classes: int, input_size: int) -> "torch.nn.Module":  # noqa: F821

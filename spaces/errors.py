@@ -28,3 +28,7 @@ class InvalidArchitecture(HwnasError, ValueError):
         self.space, self.reason, self.decision = space, reason, decision
         where = f" at decision {decision!r}" if decision else ""
         super().__init__(f"invalid {space} architecture{where}: {reason}")
+
+
+class InvalidOption(HwnasError, ValueError):
+    """A numeric option (an input size, a number of classes, a count) is out of its range."""

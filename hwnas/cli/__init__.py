@@ -4,7 +4,10 @@ Each verb is a module in this package that defines ``COMMAND`` (its name),
 ``ORDER`` (its place in ``--help``), ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are discovered, so adding a verb means adding a
 file. Errors caused by the user's input (:class:`spaces.errors.HwnasError`)
-print one sentence and exit 2; anything else is a bug and keeps its traceback.
+print one sentence and exit 2, and so do the failures of the user's machine that
+the user can fix -- a full disk, a read-only or missing folder, no permission,
+SQLite's "database or disk is full" -- wherever they surface; anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 from types import ModuleType
 
+from spaces.core import os_error_sentence
 from spaces.errors import HwnasError
 
 import hwnas
@@ -58,6 +63,18 @@ def fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def environment_sentence(error: BaseException) -> str | None:
+    """One sentence for a machine problem the user can fix; None for a bug."""
+    if isinstance(error, OSError):
+        return os_error_sentence(error)
+    if isinstance(error, sqlite3.Error):
+        from latency.store import sqlite_meaning, sqlite_reason
+
+        if sqlite_meaning(error) is not None:
+            return f"the measurement store cannot be used: {sqlite_reason(error)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,12 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except HwnasError as err:
         return fail(str(err))
-    except KeyboardInterrupt:
-        print("hwnas: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # e.g. `hwnas devices | head`: the reader left, not an error
         sys.stderr.close()
         return 0
+    except (OSError, sqlite3.Error) as err:
+        sentence = environment_sentence(err)
+        if sentence is None:
+            raise
+        return fail(sentence)
+    except KeyboardInterrupt:
+        print("hwnas: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ def left_aligned(rows: list[dict[str, str]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import devices
+    from hwnas.cli import _checks
+
+    _checks.at_least("--threads", args.threads, 1, 1024)
 
     rows, fingerprints = [], {}
     for status in devices.available():

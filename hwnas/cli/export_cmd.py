@@ -129,8 +129,7 @@ def _pipeline_target(run_dir: Path, config: dict[str, Any], pick: int | None) ->
     the run's dataset (for the preprocessing metadata and INT8 calibration)."""
     import json
 
-    import pandas as pd
-
+    from hwnas import runs
     from hwnas.pipeline.candidates import network_folder
 
     settings = dict(config["pipeline"])
@@ -138,7 +137,7 @@ def _pipeline_target(run_dir: Path, config: dict[str, Any], pick: int | None) ->
     if not path.is_file():
         raise HwnasError(f"{path} does not exist (the pipeline has not reached its export stage; "
                          f"resume it with hwnas search --out {run_dir} --resume)")
-    front = pd.read_csv(path)
+    front = runs.RunFolder(run_dir).read_front(("k", "arch"), ("budget_ms", "accuracy"))
     if pick is None or not 0 <= pick < len(front):
         choices = "; ".join(f"{r.k}: budget {r.budget_ms:.4g} ms, {r.accuracy:.1f}%"
                             for r in front.itertuples())
@@ -161,8 +160,6 @@ def _pipeline_target(run_dir: Path, config: dict[str, Any], pick: int | None) ->
 def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
     """What to export from a run folder (layout: :mod:`hwnas.runs`): a pipeline run's
     network ``pick``; a single search's best architecture, or row ``pick`` of pareto.csv."""
-    import pandas as pd
-
     from hwnas import runs
     from spaces import Arch
 
@@ -191,11 +188,7 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
                       num_classes=best.get("num_classes"), input_size=best.get("input_size"))
         return target
     path = run_dir / runs.PARETO
-    if not path.is_file():
-        raise HwnasError(f"{path} does not exist (the search has not finished a batch)")
-    front = pd.read_csv(path)
-    if "arch" not in front.columns:
-        raise HwnasError(f"{path} has no 'arch' column")
+    front = folder.read_front(("arch",))
     if not 0 <= pick < len(front):
         raise HwnasError(f"--pick {pick} is out of range: {path} has {len(front)} row(s), "
                          f"0..{len(front) - 1}")
@@ -247,10 +240,17 @@ def run(args: argparse.Namespace) -> int:
         if args.run_dir or args.space or args.arch:
             raise HwnasError("--inspect takes only the ONNX file")
         return _inspect(args.inspect)
+    from hwnas.cli import _checks
+
     if args.weights and args.train:
         raise HwnasError("give either --weights or --train, not both")
     if args.epochs < 1:
         raise HwnasError(f"--epochs must be at least 1, got {args.epochs}")
+    _checks.at_least("--epochs", args.epochs, 1, 10_000)
+    _checks.num_classes("--num-classes", args.num_classes)
+    _checks.input_size("--input", args.input)
+    _checks.seed("--seed", args.seed)
+    _checks.at_least("--pick", args.pick, 0)
     target = _target(args)
     output = Path(args.output or target["output"])
 
@@ -270,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
         plan = devices.TimingPlan.quick() if args.quick else None
         profiler = devices.get(args.device, plan=plan) if plan else devices.get(args.device)
 
-    num_classes = args.num_classes or target["num_classes"]
-    input_size = args.input or target["input_size"]
+    num_classes = args.num_classes if args.num_classes is not None else target["num_classes"]
+    input_size = args.input if args.input is not None else target["input_size"]
     model, extra = None, dict(target["metadata"])
     weights = args.weights or target.get("weights")
     accuracy = target.get("accuracy") if not args.weights else None

@@ -154,9 +154,9 @@ def scatter_plot(path: Path, measured: np.ndarray, predicted: np.ndarray, title:
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from hwnas.plots import save_png
+
+    return save_png(fig, path)
 
 
 def plot_path(output: Path) -> Path:
@@ -173,7 +173,16 @@ def _fit(args: argparse.Namespace) -> int:
     from latency.predictors.transfer import reference_key
     from spaces.errors import HwnasError
 
+    from hwnas.cli import _checks
+    from spaces.core import check_writable
+
     predictors.predictor_class(args.kind)  # an unknown kind fails before any data is read
+    _checks.at_least("--train-size", args.train_size)
+    _checks.seed("--seed", args.seed)
+    _checks.at_least("--batch", args.batch, 1, 4096)
+    # both files are written after the fit: a bad -o fails now, not after it
+    check_writable(args.output, create_parent=True)
+    check_writable(plot_path(Path(args.output)), create_parent=True)
     space = spaces.get(args.space)
     store = _open_store(args.db)
     device_id, label = resolve_device(store, space.key, args.device)
@@ -229,6 +238,12 @@ def _eval(args: argparse.Namespace) -> int:
     from latency import metrics, predictors
     from spaces.errors import HwnasError
 
+    from hwnas.cli import _checks
+    from spaces.core import check_writable
+
+    _checks.at_least("--batch", args.batch, 1, 4096)
+    if args.plot:
+        check_writable(args.plot, create_parent=True)  # before the scoring, not after
     pred = predictors.load(args.predictor)
     space = pred.space
     store = _open_store(args.db)

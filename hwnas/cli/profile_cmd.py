@@ -182,6 +182,37 @@ def _summary(frame: Any, measured: int, skipped: int, label: str, store_path: Pa
             f"(CV = std/mean of the samples, robust CV = IQR/1.349/median)")
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric option in range, before any store, device or space is opened."""
+    from hwnas.cli import _checks
+
+    _checks.at_least("-n", args.num)
+    _checks.at_least("--batch", args.batch, 1, 4096)
+    _checks.count("--group", args.group)
+    _checks.input_size("--input", args.input)
+    _checks.seed("--seed", args.seed)
+    _checks.at_least("--threads", args.threads, 1, 1024)
+    _checks.count("--rounds", args.rounds)
+    _checks.count("--calls", args.calls)
+    _checks.at_least("--warmup", args.warmup_iters, 0, _checks.MAX_COUNT)
+    if args.warmup_s is not None and not 0 <= args.warmup_s < float("inf"):
+        from spaces.errors import InvalidOption
+
+        raise InvalidOption(f"--warmup-s must be zero or more seconds, got {args.warmup_s}")
+    _checks.positive("--max-s", args.max_s)
+    for flag in ("pool", "initial", "holdout", "per_round"):
+        _checks.count(f"--{flag.replace('_', '-')}", getattr(args, flag))
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Files written after the measuring must be writable before it starts."""
+    from spaces.core import check_writable
+
+    for path in (args.export, args.save):
+        if path:
+            check_writable(path, create_parent=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from latency.store import MeasurementStore
     from spaces.errors import HwnasError
@@ -189,10 +220,11 @@ def run(args: argparse.Namespace) -> int:
     if args.imports:
         if args.device or args.space or args.num is not None or args.archs:
             raise HwnasError("--import only imports a table; run profiling as a separate command")
-        store = MeasurementStore(args.db)
-        _import_tables(args, store)
-        if args.export:
-            print(f"exported {store.export(args.export)}")
+        _check_outputs(args)
+        with MeasurementStore(args.db) as store:  # closed on any error: no journal left behind
+            _import_tables(args, store)
+            if args.export:
+                print(f"exported {store.export(args.export)}")
         return 0
 
     if not args.space or not args.device:
@@ -203,33 +235,41 @@ def run(args: argparse.Namespace) -> int:
         raise HwnasError("give -n N (sample N architectures) or --archs FILE")
     if args.group < 1 or args.batch < 1:
         raise HwnasError("--group and --batch must be at least 1")
+    _check_numbers(args)
     if args.active:
         _check_active(args)
     elif args.save:
         raise HwnasError("--save needs --active (or fit a predictor with `hwnas predictor fit`)")
+    _check_outputs(args)
 
     from hwnas import executors
+    from hwnas.cli._checks import space_count
 
     space = load_space(args.space, args.preset, args.space_opt)
+    if args.num is not None and not args.archs and not args.active:
+        args.num = space_count(space, "-n", args.num)
+    if args.active:
+        args.num = space_count(space, "-n", args.num)
     job = executors.ProfileJob(space, args.device, _plan(args), batch=args.batch,
                                input_size=args.input, group=args.group)
     if args.active:
-        with executors.from_args(args) as executor:
-            return _active(args, space, job, executor, MeasurementStore(args.db))
+        with MeasurementStore(args.db) as store, executors.from_args(args) as executor:
+            return _active(args, space, job, executor, store)
     archs = read_archs(space, args.archs) if args.archs else space.sample_many(args.num, args.seed)
     if args.num is not None:
         archs = archs[: args.num]
     strings = [space.to_string(a) for a in archs]
-    with executors.from_args(args) as executor:
-        store = MeasurementStore(args.db)
-        report = _measure(args, executor, job, store, strings)
-    for device_id, fingerprint in report.fingerprints.items():
-        frame = store.frame(space=space.key, device=device_id, batch=args.batch,
-                            input_shape=job.input_shape)
-        frame = frame[frame["arch"].isin(set(strings))]
-        print(_summary(frame, report.measured, report.skipped, fingerprint["label"], store.path))
-    if args.export:
-        print(f"exported {store.export(args.export)}")
+    # a bad or full store fails before the device is set up; closed on any error
+    with MeasurementStore(args.db) as store:
+        with executors.from_args(args) as executor:
+            report = _measure(args, executor, job, store, strings)
+        for device_id, fingerprint in report.fingerprints.items():
+            frame = store.frame(space=space.key, device=device_id, batch=args.batch,
+                                input_shape=job.input_shape)
+            frame = frame[frame["arch"].isin(set(strings))]
+            print(_summary(frame, report.measured, report.skipped, fingerprint["label"], store.path))
+        if args.export:
+            print(f"exported {store.export(args.export)}")
     report.raise_for_failures()
     return 0
 

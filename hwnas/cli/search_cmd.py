@@ -147,6 +147,21 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None = N
     return s
 
 
+def check_numbers(s: dict[str, Any]) -> None:
+    """A single search's numeric settings in range, before anything is built or read."""
+    from hwnas.cli import _checks
+
+    _checks.count("--queries", s["queries"])
+    _checks.count("--max-samples", s["max_samples"])
+    _checks.input_size("--input-size", s["input_size"])
+    _checks.at_least("--epochs", s["epochs"], 1, 10_000)
+    _checks.at_least("--population", s["population"], 2, _checks.MAX_COUNT)
+    _checks.count("--sample-size", s["sample_size"])
+    _checks.count("--batch", s["batch"])
+    _checks.at_least("--sweep", s.get("sweep"), 1, 100)
+    _checks.seed("--seed", s["seed"])
+
+
 def _space(s: dict[str, Any]):
     import spaces
 
@@ -331,7 +346,8 @@ def run_single(args: argparse.Namespace) -> int:
 
     from hwnas import executors, plots
     from hwnas.evaluators.cache import CachedEvaluator
-    from hwnas.objectives import check_feasible, metric_names, parse_objectives
+    from hwnas.objectives import (check_feasible, check_jointly_feasible, metric_names,
+                                  parse_objectives)
     from hwnas.runs import RunFolder, RunFolderError, default_run_dir
 
     torch.set_num_threads(1)
@@ -342,6 +358,7 @@ def run_single(args: argparse.Namespace) -> int:
     if args.resume and (run_dir.path / "config.json").is_file():
         stored = run_dir.read_config().get("settings")
     s = resolve_settings(args, stored)
+    check_numbers(s)
 
     # Everything that can fail on bad input happens before the folder is touched.
     space, space_kwargs = _space(s)
@@ -352,6 +369,9 @@ def run_single(args: argparse.Namespace) -> int:
     executor = None
     try:
         check_feasible(objectives, evaluator.best_possible())
+        budgeted = [o.name for o in objectives if o.budget is not None]
+        if len(budgeted) > 1:
+            check_jointly_feasible(objectives, evaluator.whole_space(budgeted), space.key)
         config = {
             "settings": s,
             "space": {"name": space.name, "kwargs": space_kwargs, "key": space.key},
@@ -362,12 +382,15 @@ def run_single(args: argparse.Namespace) -> int:
         }
         if args.resume and stored is not None:
             run_dir.check_resumable(config)
+            if (run_dir / "history.csv").is_file():
+                run_dir.read_history()  # a damaged table fails here, the folder untouched
         elif not args.resume:
             run_dir.check_new()
+        run_dir.check_writable()
         executor = executors.from_args(args)  # may fail (Ray missing): the folder is still untouched
         evaluator = executors.parallel(evaluator, functools.partial(build_evaluator, s), executor)
+        cached = CachedEvaluator(evaluator, run_dir.cache_path)  # a damaged cache fails here
         run_dir.start(config, resume=args.resume)
-        cached = CachedEvaluator(evaluator, run_dir.cache_path)
         replay = len(cached)
         if replay:
             print(f"resuming {run_dir.path}: {replay} evaluations cached", file=sys.stderr)
@@ -386,8 +409,7 @@ def run_single(args: argparse.Namespace) -> int:
     run_dir.write_history(result.history)
     run_dir.write_front(result.front)
     if "supernet" in result.info:  # per budget: predicted vs measured latency, search trace
-        (run_dir.path / "supernet.json").write_text(
-            json.dumps(result.info["supernet"], indent=2, default=str))
+        run_dir.write_json("supernet.json", result.info["supernet"])
     title = f"{space.key} / {s['evaluator']}:{s['dataset']} / {strategy.name} / {len(result.history)} archs"
     plots.plot_front(result.history, objectives, run_dir / "pareto.png", title)
     record = best_record(result, space, space_kwargs, evaluator)

@@ -95,13 +95,19 @@ def run(args: argparse.Namespace) -> int:
     import spaces
     from spaces.errors import HwnasError
 
+    from hwnas.cli import _checks
+
     if args.sample < 1 or args.range_samples < 1:
         raise HwnasError("--sample and --range-samples must be at least 1")
+    _checks.count("--range-samples", args.range_samples)
+    _checks.input_size("--input", args.input)
+    _checks.seed("--seed", args.seed)
     pd.set_option("display.width", 200)
     if args.name:
         space = _load(args.name, args.preset)
+        sample = _checks.space_count(space, "--sample", args.sample)
         rows = []
-        for arch in space.sample_many(args.sample, args.seed):
+        for arch in space.sample_many(sample, args.seed):
             cost = space.cost(arch, args.input)
             rows.append({"arch": space.to_string(arch), "MACs (M)": cost.macs / 1e6,
                          "params (M)": cost.params / 1e6})

@@ -69,6 +69,13 @@ class Evaluator(ABC):
         budgets before searching. ``None`` means unknown."""
         return {m: None for m in self.metrics}
 
+    def whole_space(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Of ``names``, the metrics this evaluator can give for *every* architecture of the
+        space cheaply (a benchmark table), one array each, in one fixed order of the
+        space; the others are left out. Used to refuse budgets that no architecture meets
+        together before searching."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings, stored in the run's config.json and compared on resume."""
         return {"name": self.name, "metrics": list(self.metrics)}

@@ -5,6 +5,13 @@ run loses at most the batch in flight, and ``--resume`` replays the search
 from its seed: every architecture already in the cache is answered from it
 (same metrics, no re-training, no re-profiling), which reproduces the
 uninterrupted history exactly.
+
+An append is all or nothing (:func:`spaces.core.atomic_append`: a full disk cuts
+the file back), so the only damage a kill can leave is an unfinished *last* line,
+which is skipped, and cut off before the next append. Anything else that does not
+parse -- a line in the middle, bytes that are not text -- means the file was
+damaged, and opening it fails with one sentence naming the file and line, before
+the run folder is touched.
 """
 
 from __future__ import annotations
@@ -17,6 +24,45 @@ from typing import Any, Sequence
 
 from hwnas.evaluators.base import Evaluator
 from spaces import Arch
+from spaces.core import OutputError, atomic_append
+from spaces.errors import HwnasError
+
+
+class CacheFileError(HwnasError):
+    """A run's evaluation cache was damaged (not written by an interrupted run)."""
+
+
+def read_cache(path: str | Path) -> tuple[list[tuple[Arch, dict[str, Any]]], int | None]:
+    """(arch, entry) of every line of a cache file, and the byte offset of an unfinished
+    last line (None when there is none); CacheFileError naming the file for damage."""
+    path = Path(path)
+    if not path.is_file():
+        return [], None
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CacheFileError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CacheFileError(f"{path} is corrupt (not text); move it away to re-evaluate "
+                             f"from scratch") from None
+    lines = text.split("\n")
+    entries, cut_at = [], None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            arch = Arch(entry["space"], tuple(int(c) for c in entry["choices"]))
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):  # the unfinished last line of a killed run
+                cut_at = raw.rfind(b"\n") + 1
+                continue
+            raise CacheFileError(f"{path} line {number} is corrupt; move the file away to "
+                                 f"re-evaluate from scratch") from None
+        entries.append((arch, entry))
+    return entries, cut_at
 
 
 class CachedEvaluator(Evaluator):
@@ -27,6 +73,7 @@ class CachedEvaluator(Evaluator):
         self.path = Path(path)
         self.name = inner.name
         self._memo: dict[Arch, dict[str, Any]] = {}
+        self._cut_at: int | None = None  # where an unfinished last line starts
         self.hits = 0
         self.last_seconds: list[float] = []
         super().__init__(inner.space, inner.metrics)
@@ -36,17 +83,13 @@ class CachedEvaluator(Evaluator):
         return self.inner.metrics
 
     def _load(self) -> None:
-        if not self.path.is_file():
-            return
-        with self.path.open() as fh:
-            for line in fh:
-                try:
-                    entry = json.loads(line)
-                    arch = Arch(entry["space"], tuple(entry["choices"]))
-                    metrics = {m: float(entry["metrics"][m]) for m in self.metrics}
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut by a kill, or one from other metrics: re-evaluate
-                self._memo[arch] = {"metrics": metrics, "eval_s": float(entry.get("eval_s", 0.0))}
+        entries, self._cut_at = read_cache(self.path)
+        for arch, entry in entries:
+            try:
+                metrics = {m: float(entry["metrics"][m]) for m in self.metrics}
+            except (KeyError, TypeError, ValueError):
+                continue  # an entry with other metrics: re-evaluate
+            self._memo[arch] = {"metrics": metrics, "eval_s": float(entry.get("eval_s", 0.0))}
 
     def __len__(self) -> int:
         return len(self._memo)
@@ -70,12 +113,21 @@ class CachedEvaluator(Evaluator):
                                          "arch": self.space.to_string(arch), "metrics": metrics,
                                          "eval_s": per_arch}))
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as fh:
-                fh.write("\n".join(lines) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            self._cut_unfinished()
+            atomic_append(self.path, "\n".join(lines) + "\n")
         self.last_seconds = [self._memo[a]["eval_s"] for a in archs]
         return [dict(self._memo[a]["metrics"]) for a in archs]
+
+    def _cut_unfinished(self) -> None:
+        """Drop the unfinished last line a kill left (its architecture is evaluated again),
+        so the next entry does not continue it."""
+        if self._cut_at is None:
+            return
+        try:
+            os.truncate(self.path, self._cut_at)
+        except OSError as error:
+            raise OutputError(f"cannot write {self.path}: {error.strerror or error}") from None
+        self._cut_at = None
 
     def _evaluate_many(self, archs: list[Arch]) -> list[dict[str, float]]:
         """Uncached path (evaluate_many is the cached one): straight to the wrapped evaluator."""

@@ -67,6 +67,33 @@ class TabularEvaluator(ComposedEvaluator):
             out["accuracy"] = float(self._accuracy.max())
         return out
 
+    def whole_space(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Accuracy from the table, latency from a table or predictor, MACs/params from the
+        space's additive cost table (exact, probed and verified; at the space's own input
+        size and classes only) -- every cell, in benchmark-index order."""
+        from hwnas.evaluators.latency_sources import PredictorLatency, TableLatency
+
+        wanted = set(names) & set(self.metrics)
+        archs = [self.space.from_index(i) for i in range(self.space.size)]
+        out: dict[str, np.ndarray] = {}
+        if "accuracy" in wanted and self._accuracy is not None:
+            out["accuracy"] = self._accuracy[: self.space.size]
+        if "latency_ms" in wanted and isinstance(self.latency, (TableLatency, PredictorLatency)):
+            out["latency_ms"] = np.asarray(self.latency.latency_ms(archs), dtype=float)
+        costs = [m for m in ("macs", "params") if m in wanted]
+        defaults = ((self.input_size or self.space.default_input_size) == self.space.default_input_size
+                    and (self.num_classes or self.space.default_num_classes)
+                    == self.space.default_num_classes)
+        if costs and defaults:
+            from latency.encoding import shared_cost_table
+
+            table = shared_cost_table(self.space)
+            if table.additive:
+                values = table.costs(archs)
+                for m in costs:
+                    out[m] = values[:, 0 if m == "macs" else 1]
+        return out
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["dataset"] = self.dataset

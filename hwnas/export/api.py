@@ -29,7 +29,7 @@ from hwnas.export.report import ExportReport
 from hwnas.export.verify import check_model, check_opset, export_and_verify
 from hwnas.export.weights import apply_weights
 from spaces import Arch, Space
-from spaces.core import OutputError, atomic_write, check_writable
+from spaces.core import MIN_FREE_BYTES, OutputError, atomic_write, check_writable
 
 DEFAULT_OPSET = OPSET
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -56,11 +56,12 @@ def resolve_arch(space: Space, arch: Arch | str) -> Arch:
     return space.from_string(str(arch).strip())
 
 
-def check_target(path: str | Path) -> Path:
+def check_target(path: str | Path, need_bytes: int = MIN_FREE_BYTES) -> Path:
     """Refuse, before any work, a target that cannot be written: a folder, a device or
-    other non-regular file, a missing or read-only parent folder."""
+    other non-regular file, a missing or read-only parent folder, a disk without
+    ``need_bytes`` free."""
     try:
-        return check_writable(path)
+        return check_writable(path, need_bytes=need_bytes)
     except OutputError as error:
         raise ExportError(str(error)) from None
 
@@ -216,7 +217,7 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
                           "trained here (--train) or from a run")
     if space_kwargs is None and isinstance(extra.get("space_kwargs"), Mapping):
         space_kwargs = extra["space_kwargs"]
-    num_classes = num_classes or space_obj.default_num_classes
+    num_classes = space_obj.num_classes(num_classes)  # None: the space's own; else checked
     input_shape = tuple(space_obj.input_shape(input_size))
     profiler = _profiler(device) if measure else None
     if int8 and profiler is not None and not getattr(profiler, "measures_onnx", False):
@@ -228,6 +229,8 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
         model = space_obj.build(arch_obj, num_classes, input_size)
         if weights is not None:
             apply_weights(model, weights)
+    # the file holds every weight (4 bytes each): a disk without room fails before the checks
+    check_target(target, MIN_FREE_BYTES + 4 * sum(p.numel() for p in model.parameters()))
     network, graph_shape, input_dtype = model, input_shape, None
     if bake_preprocessing:
         from hwnas.export.preprocess import baked, raw_input_shape

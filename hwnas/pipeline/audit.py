@@ -90,14 +90,12 @@ def plot_audit(frame: pd.DataFrame, holdout: pd.DataFrame | None, path: str | Pa
                tolerance: float, title: str = "") -> Path:
     """Predicted vs measured latency: every candidate over the held-out set, with the
     y = x line and the +-tolerance band."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spaces.core import atomic_write
+    from hwnas.plots import save_png
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     values = [frame["measured_ms"], frame["predicted_ms"]]
@@ -128,7 +126,4 @@ def plot_audit(frame: pd.DataFrame, holdout: pd.DataFrame | None, path: str | Pa
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=120, format="png")
-    plt.close(fig)
-    return atomic_write(path, buffer.getvalue())
+    return save_png(fig, path, dpi=120)

@@ -28,6 +28,7 @@ from hwnas.pipeline.stage_fit import FitStage
 from hwnas.pipeline.stage_profile import ProfileStage
 from hwnas.pipeline.stages import Stage, StageLog
 from hwnas.pipeline.state import PipelineState
+from spaces.errors import HwnasError
 
 STAGES: tuple[Stage, ...] = (ProfileStage(), FitStage(), ActiveStage(), BudgetStage(), ExportStage())
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
@@ -110,20 +111,32 @@ class Pipeline:
         self.config = {"pipeline": settings.to_json(), "space": self.space.key}
         if resume and (self.run_dir / "config.json").is_file():
             self.run_dir.check_resumable(self.config)
-            StageLog(self.run_dir.path, STAGE_NAMES)  # a damaged record fails before anything runs
+            # every file the resumed stages read parses now, before anything is written
+            check_resume_files(self.run_dir, StageLog(self.run_dir.path, STAGE_NAMES))
         elif not resume:
             self.run_dir.check_new()
             check_reachable(settings, self.space, self.meter, self.input_size, self.data.num_classes)
+        self.run_dir.check_writable()  # a full disk or a file in its place fails now
         self.resume = resume
         self.seconds: dict[str, float] = {}
 
     def _check_predictor(self, path: str) -> None:
         """A given predictor must load, be of this space and of this device."""
         from latency import predictors
+        from latency.predictors import PredictorMismatch
 
         if not Path(path).is_file():
             raise BadSetting(f"predictor file {path} not found")
-        predictors.load(path, space=self.space, device=self.meter.device_id)
+        try:
+            predictors.load(path, space=self.space, device=self.meter.device_id)
+        except PredictorMismatch as error:
+            if "device" not in str(error):
+                raise
+            trained = (predictors.read_file(path)["meta"].get("device") or {}).get("label")
+            raise BadSetting(f"--predictor {path} was trained on {trained!r}, not on this run's "
+                             f"device {self.meter.label!r}; the pipeline's predictor must have "
+                             f"learnt the device it times: fit one on it (hwnas predictor fit "
+                             f"--device ...) or leave --predictor out") from None
 
     def say(self, text: str = "") -> None:
         self._log(text)
@@ -135,8 +148,14 @@ class Pipeline:
         from latency.store import MeasurementStore
 
         torch.set_num_threads(1)
+        fresh = not self.resume or not (self.run_dir / "config.json").is_file()
         self.run_dir.start(self.config, resume=self.resume)
-        store = self.store or MeasurementStore(self.run_dir / "lat.sqlite")
+        try:
+            store = self.store or MeasurementStore(self.run_dir / "lat.sqlite")
+        except HwnasError:
+            if fresh:  # nothing ran: leave no half-made run folder behind
+                self.run_dir.discard_start()
+            raise
         self.meter.store = store
         stages = StageLog(self.run_dir.path, STAGE_NAMES)
         s = self.settings
@@ -174,6 +193,38 @@ class Pipeline:
         self.say(f"run folder: {self.run_dir.path}")
         return PipelineResult(self.run_dir.path, state.front, state.choices, state.candidates,
                               state.heldout, state.refits > 0, dict(self.seconds))
+
+
+def check_resume_files(run_dir: Any, stages: StageLog) -> None:
+    """Parse every file the finished stages of ``run_dir`` are restored from (and the
+    budget loop's record and caches), so a damaged file fails in one sentence naming it
+    before the resumed run writes anything."""
+    from hwnas.evaluators.cache import read_cache
+    from hwnas.pipeline.stage_export import FRONT_COLUMNS
+    from hwnas.pipeline.stage_fit import PREDICTOR
+    from hwnas.pipeline.stages import StageLogError
+    from hwnas.runs import read_json, read_table
+    from latency import predictors
+
+    folder = run_dir.path
+    loop = folder / "loop.json"
+    if loop.is_file():
+        data = read_json(loop, "budget loop's record")
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            raise StageLogError(f"{loop} is not a budget-loop record; it was damaged")
+        if data.get("predictor"):
+            predictors.read_file(folder / str(data["predictor"]))
+    if stages.done("fit"):
+        predictors.read_file(folder / PREDICTOR)
+    if stages.done("export"):
+        read_table(folder / "pareto.csv", FRONT_COLUMNS)
+    for name in ("history.csv", "audit.csv"):
+        if (folder / name).is_file():
+            read_table(folder / name)
+    for cache in folder.glob("*.jsonl"):
+        read_cache(cache)
+    for record in [*folder.glob("networks/*/timing.json"), *folder.glob("networks/*/result.json")]:
+        read_json(record, "record of a candidate network")
 
 
 def run_pipeline(settings: PipelineSettings | None = None, out: str | Path | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from spaces.base import MAX_COUNT
 from spaces.errors import HwnasError
 
 
@@ -59,13 +60,24 @@ class PipelineSettings:
         self.budgets = [str(b) for b in (self.budgets or [])]
         if self.preset is None and self.space == "fbnetv2":
             self.preset = "tiny"
-        counts = {"--sweep": self.sweep, "--initial": self.initial or 40, "--holdout": self.holdout,
+        counts = {"--sweep": self.sweep, "--initial": self.initial if self.initial is not None else 40, "--holdout": self.holdout,
                   "--active-batch": self.active_batch, "--pool": self.pool,
                   "--queries": self.queries, "--epochs": self.epochs,
                   "--retrain-epochs": self.retrain_epochs}
         for name, value in counts.items():
             if int(value) < 1:
                 raise BadSetting(f"{name} must be at least 1, got {value}")
+        for name, value in {**counts, "--active-budget": self.active_budget,
+                            "--search-epochs": self.search_epochs}.items():
+            if int(value) > MAX_COUNT:
+                raise BadSetting(f"{name} {value:,} is more than any run could finish "
+                                 f"(at most {MAX_COUNT:,})")
+        if int(self.search_epochs) < 1:
+            raise BadSetting(f"--search-epochs must be at least 1, got {self.search_epochs}")
+        if self.max_samples is not None and int(self.max_samples) < 1:
+            raise BadSetting(f"--max-samples must be at least 1, got {self.max_samples}")
+        if not 0 <= int(self.seed) < 2**32:
+            raise BadSetting(f"--seed must be between 0 and 4,294,967,295, got {self.seed}")
         if self.initial is not None and self.initial < 5:
             raise BadSetting(f"--initial must be at least 5 (the predictor's minimum), got {self.initial}")
         if self.holdout < 5:

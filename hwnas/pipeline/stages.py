@@ -53,7 +53,10 @@ class StageLog:
         self._done: dict[str, Any] = {}
         if self.path.is_file():
             try:
-                self._done = json.loads(self.path.read_text(encoding="utf-8"))
+                text = self.path.read_text(encoding="utf-8")
+                if not text.strip():
+                    raise StageLogError(f"{self.path} is empty; the run's stage record was damaged")
+                self._done = json.loads(text)
             except (OSError, ValueError) as error:
                 raise StageLogError(f"cannot read {self.path}: {error}") from None
             if not isinstance(self._done, dict):

@@ -240,6 +240,7 @@ def read_file(path: "str | os.PathLike[str]") -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
             KeyError, AttributeError, IndexError, TypeError, UnicodeDecodeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = reason.split(". ")[0].rstrip(".")  # torch appends advice after the first sentence
         raise PredictorError(f"{source} is corrupt or not a predictor file ({reason[:120]})") from None
     meta = data.get("meta") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "state" not in data:

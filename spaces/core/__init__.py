@@ -6,6 +6,8 @@ It lives under ``spaces`` because ``spaces`` is the bottom layer that ``devices`
 standard library.
 """
 
-from spaces.core.files import OutputError, atomic_write, check_writable
+from spaces.core.files import (MIN_FREE_BYTES, OutputError, atomic_append, atomic_write,
+                               check_writable, free_bytes, os_error_sentence)
 
-__all__ = ["OutputError", "atomic_write", "check_writable"]
+__all__ = ["MIN_FREE_BYTES", "OutputError", "atomic_append", "atomic_write", "check_writable",
+           "free_bytes", "os_error_sentence"]

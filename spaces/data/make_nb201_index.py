@@ -41,8 +41,10 @@ def build_index_table(csv_path: str | Path) -> np.ndarray:
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit(__doc__)
+    from spaces.core import atomic_write
+
     table = build_index_table(argv[0])
-    np.save(OUT, table, allow_pickle=False)
+    atomic_write(OUT, lambda handle: np.save(handle, table, allow_pickle=False))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(table)} cells)")
 
 

@@ -137,8 +137,13 @@ def test_cpu_clock_is_recorded_and_inference_runs_on_the_calling_thread(spec):
     wall = devices.get(spec, plan=QUICK).measure(tiny(32), SHAPE)
     cpu_samples = wall.samples_of("cpu")
     assert wall.clock == "wall" and len(cpu_samples) == wall.n_samples
-    fastest = min(range(wall.n_samples), key=wall.samples_ms.__getitem__)
-    assert cpu_samples[fastest] > 0.7 * wall.samples_ms[fastest]
+    # the call that ran least disturbed: its CPU time is its wall time when the work is on
+    # this thread, and near zero were it on a worker thread
+    best = max(c / w for c, w in zip(cpu_samples, wall.samples_ms) if w > 0)
+    assert best > 0.2, f"the calling thread's CPU time is {best:.0%} of the wall time at best"
+    if best < 0.7:
+        pytest.skip(f"every call was preempted (CPU time at most {best:.0%} of wall time): the "
+                    f"machine is too loaded to tell where inference runs")
     cpu = devices.get(spec, plan=QUICK.updated(clock="cpu")).measure(tiny(32), SHAPE)
     assert cpu.clock == "cpu" and cpu.samples_ms == cpu.samples_of("cpu")
     assert len(cpu.samples_of("wall")) == cpu.n_samples

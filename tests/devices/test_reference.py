@@ -78,6 +78,10 @@ def test_steady_malloc_removes_per_call_page_faults():
                              check=True, timeout=120)
         faults[mode] = float(out.stdout.strip().splitlines()[-1])
     # default: ~1,000 faults per call here (every buffer mapped afresh); steady: 0 on an
-    # idle machine, a few dozen at most when the kernel reclaims pages under load
-    assert faults["default"] > 100, faults
+    # idle machine, a few dozen at most when the kernel reclaims pages under load. Whether
+    # glibc maps afresh is its own heuristic (its adaptive threshold, the process's
+    # history): where it does not, there is nothing for steady_malloc to remove.
+    if faults["default"] <= 100:
+        pytest.skip(f"glibc's default thresholds kept the buffers mapped here "
+                    f"({faults['default']:.0f} page faults per call), so the premise does not hold")
     assert faults["steady"] < faults["default"] / 10, faults

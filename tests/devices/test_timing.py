@@ -1,6 +1,7 @@
 """The interleaved protocol, checked with fake runners that record the call order."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -8,14 +9,24 @@ from devices import InvalidSetting, TimingPlan
 from devices.timing import run_interleaved
 
 
+class FakeClock:
+    """Stands in for time.perf_counter: advances only when a fake call "runs"."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
 class FakeRunner:
-    def __init__(self, name, log, ms=1.0, sleep=0.0):
-        self.name, self.log, self.ms, self.sleep = name, log, ms, sleep
+    def __init__(self, name, log, ms=1.0, clock=None):
+        self.name, self.log, self.ms, self.clock = name, log, ms, clock
 
     def time_once(self):
         self.log.append(self.name)
-        if self.sleep:
-            time.sleep(self.sleep)
+        if self.clock is not None:
+            self.clock.now += self.ms / 1e3
         return self.ms
 
     def close(self):
@@ -37,12 +48,20 @@ def test_rounds_interleave_networks_and_rotate_the_starting_one():
         assert r.warmup_iters == 2 + 3  # warm-up calls plus one untimed call per turn
 
 
-def test_warm_up_honours_both_count_and_time():
+def test_warm_up_honours_both_count_and_time(monkeypatch):
+    """On a fake clock (each call takes exactly 1/64 s), so the machine's load cannot
+    change how many calls the warm-up makes."""
+    import devices.timing
+
+    clock = FakeClock()
+    monkeypatch.setattr(devices.timing, "time", SimpleNamespace(perf_counter=clock,
+                                                                thread_time=time.thread_time))
     log = []
-    raw = run_interleaved([FakeRunner("a", log, sleep=0.01)],
-                          TimingPlan(rounds=1, calls=1, turn_warmup=0, warmup_iters=2, warmup_s=0.08))
-    assert raw[0].warmup_iters >= 5  # time, not count, ended the warm-up
-    assert raw[0].warmup_s >= 0.08
+    raw = run_interleaved([FakeRunner("a", log, ms=1000 / 64, clock=clock)],
+                          TimingPlan(rounds=1, calls=1, turn_warmup=0, warmup_iters=2,
+                                     warmup_s=0.125))
+    assert raw[0].warmup_iters == 8  # time, not count, ended the warm-up: 8 x 1/64 s
+    assert raw[0].warmup_s == 0.125
     log.clear()
     raw = run_interleaved([FakeRunner("a", log)],
                           TimingPlan(rounds=1, calls=1, turn_warmup=0, warmup_iters=7, warmup_s=0.0))

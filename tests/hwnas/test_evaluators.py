@@ -9,7 +9,7 @@ import torch
 import spaces
 from hwnas.evaluators import datasets, get, names
 from hwnas.evaluators.base import coordinate_minimum
-from hwnas.evaluators.cache import CachedEvaluator
+from hwnas.evaluators.cache import CacheFileError, CachedEvaluator
 from hwnas.evaluators.latency_sources import DeviceLatency, PredictorLatency, TableLatency
 from hwnas.evaluators.tabular import TabularEvaluator
 from hwnas.evaluators.train import TrainEvaluator
@@ -130,6 +130,41 @@ def test_cache_persists_and_skips_cached(nb201, tmp_path):
     assert reopened.evaluate_many(archs) == first and reopened.queries == 0
     entry = json.loads(path.read_text().splitlines()[0])
     assert entry["arch"] == nb201.to_string(archs[0]) and "eval_s" in entry
+    # the next entry starts on its own line: the cut one stays skippable, nothing is lost
+    reopened.evaluate_many([nb201.from_index(14)])
+    again = CachedEvaluator(TabularEvaluator(nb201, ["accuracy", "latency_ms"],
+                                             latency=TableLatency(nb201, "fpga")), path)
+    assert len(again) == 5
+
+
+@pytest.mark.parametrize("damage", [b'{"space": "nb201", "choi\n', b"\x00\xff\xfe garbage\n"])
+def test_damaged_cache_is_one_sentence_naming_the_file(nb201, tmp_path, damage):
+    path = tmp_path / "cache.jsonl"
+    cached = CachedEvaluator(TabularEvaluator(nb201, ["accuracy"]), path)
+    cached.evaluate_many([nb201.from_index(i) for i in (1, 2)])
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + damage + lines[1])  # damage in the middle, not a cut last line
+    with pytest.raises(CacheFileError, match=r"cache.jsonl (line 2 )?is corrupt"):
+        CachedEvaluator(TabularEvaluator(nb201, ["accuracy"]), path)
+
+
+def test_cache_append_is_all_or_nothing_on_a_full_disk(nb201, tmp_path, monkeypatch):
+    import errno
+
+    from spaces.core import OutputError, files
+
+    path = tmp_path / "cache.jsonl"
+    cached = CachedEvaluator(TabularEvaluator(nb201, ["accuracy"]), path)
+    cached.evaluate_many([nb201.from_index(1)])
+    before = path.read_bytes()
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "write", full)
+    with pytest.raises(OutputError, match="No space left"):
+        cached.evaluate_many([nb201.from_index(2)])
+    assert path.read_bytes() == before
 
 
 def test_digits_split_shapes_and_no_overlap():

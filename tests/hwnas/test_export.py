@@ -458,3 +458,93 @@ def test_torch_devices_time_the_module_and_say_so(tmp_path):
                          untrained=True)
     assert report.latency_measured_on == "module"
     assert onnx_meta.read_metadata(tmp_path / "m.onnx")["latency_measured_on"] == "module"
+
+
+# ---- nothing lost, nothing half-written ---------------------------------------------------
+def _nao_export(path, *extra):
+    space = _space("nao")
+    return ["export", "--space", "nao", "--arch", space.to_string(space.sample(0)), "-o", str(path),
+            "--exporter", "torchscript", "--no-measure", "--untrained", *extra]
+
+
+@pytest.mark.parametrize("target", ["devnull_link", "fifo", "folder", "proc"])
+def test_special_targets_are_refused_and_left_as_they_were(tmp_path, capsys, target):
+    """The /dev/full case: a device target was once replaced by a regular file (exit 0)."""
+    from pathlib import Path
+
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    out = tmp_path / "m.onnx"
+    if target == "devnull_link":
+        out.symlink_to("/dev/null")
+    elif target == "fifo":
+        os.mkfifo(out)
+    elif target == "folder":
+        out.mkdir()
+    else:
+        out = Path("/proc/hwnas-test.onnx")
+    fails_in_one_sentence(capsys, *_nao_export(out), contains="cannot write")
+    if target == "devnull_link":
+        assert os.readlink(out) == "/dev/null" and os.path.exists("/dev/null")
+    elif target == "fifo":
+        assert out.exists() and not out.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ([] if target == "proc" else ["m.onnx"])
+
+
+def test_a_full_disk_keeps_the_previous_export(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import digests, fails_in_one_sentence, full_disk
+
+    out = tmp_path / "m.onnx"
+    assert main(_nao_export(out)) == 0
+    capsys.readouterr()
+    before = digests(tmp_path)
+    full_disk(monkeypatch)
+    fails_in_one_sentence(capsys, *_nao_export(out, "--seed", "3"), contains="No space left")
+    assert digests(tmp_path) == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--num-classes", "-1"], "--num-classes must be at least 1"),
+    (["--num-classes", "0"], "--num-classes must be at least 1"),
+    (["--input", "0"], "--input must be at least 1"),
+    (["--input", "100000"], "--input must be at most 1,024"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--seed", "-3"], "--seed must be at least 0"),
+])
+def test_numeric_options_out_of_range_are_one_sentence(tmp_path, capsys, extra, message):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    fails_in_one_sentence(capsys, *_nao_export(tmp_path / "m.onnx", *extra), contains=message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_api_refuses_bad_sizes_with_a_hwnas_error(tmp_path):
+    space = _space("nao")
+    for kwargs in ({"num_classes": 0}, {"num_classes": -1}, {"input_size": 0}):
+        with pytest.raises(spaces.InvalidOption):
+            export_arch(space, space.sample(0), tmp_path / "m.onnx", measure=False, untrained=True,
+                        **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 16])
+def test_inspect_refuses_an_empty_or_graphless_file(tmp_path, capsys, content):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(content)
+    fails_in_one_sentence(capsys, "export", "--inspect", path, contains="not an ONNX model")
+    assert path.read_bytes() == content
+
+
+def test_a_cell_whose_output_ignores_its_input_exports_and_passes_parity(tmp_path):
+    """A degenerate but valid NB201 cell: the file keeps its input (every backend can feed
+    it), ONNX Runtime agrees with torch at batch 1 and 8, and it is timed like any other."""
+    space = spaces.get("nb201", C=4, N=1)
+    arch = space.from_string("|nor_conv_1x1~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|")
+    report = export_arch(space, arch, tmp_path / "m.onnx", exporter="torchscript", untrained=True,
+                         device=devices.get("ort:cpu", plan=devices.TimingPlan.quick()))
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert set(report.parity) == {1, 8} and report.parity_max_abs_diff <= report.parity_tolerance
+    assert report.latency_ms > 0 and report.latency_measured_on == "file"

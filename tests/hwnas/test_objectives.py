@@ -76,3 +76,20 @@ def test_format_number():
     assert format_number(300e6) == "300M" and format_number(1.5e9) == "1.5G"
     assert format_number(2500) == "2.5k" and format_number(5) == "5"
     assert np.isclose(parse_budget(f"macs<={format_number(123.4e6)}").value, 123.4e6)
+
+
+def test_budgets_met_only_apart_are_refused_together():
+    import numpy as np
+
+    from hwnas.objectives import InfeasibleBudget, check_jointly_feasible, parse_objectives
+
+    table = {"accuracy": np.array([90.0, 70.0, 80.0]), "latency_ms": np.array([9.0, 1.0, 5.0])}
+    both = parse_objectives(["accuracy", "latency_ms"], ["accuracy>=85", "latency_ms<=4"])
+    with pytest.raises(InfeasibleBudget, match="no architecture of nb201 meets the budgets "
+                                               "accuracy>=85, latency_ms<=4 together"):
+        check_jointly_feasible(both, table, "nb201")
+    check_jointly_feasible(parse_objectives(["accuracy", "latency_ms"],
+                                            ["accuracy>=75", "latency_ms<=5"]), table)
+    # a budget on a metric the table lacks is left out: never a wrong refusal
+    partial = parse_objectives(["accuracy", "latency_ms", "macs"], ["accuracy>=85", "macs<=1"])
+    check_jointly_feasible(partial, table)

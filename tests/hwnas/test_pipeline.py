@@ -333,3 +333,63 @@ def test_an_unreachable_budget_is_reported_unmet_never_met(tmp_path, capsys):
     from hwnas import onnx_meta
 
     assert onnx_meta.read_metadata(out / front["onnx"].iloc[0])["meets_budget"] is False
+
+
+# ---- nothing lost, nothing half-written ---------------------------------------------------
+def test_a_corrupt_or_other_device_predictor_is_refused_before_the_folder(tmp_path, capsys):
+    from latency import predictors
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    out = tmp_path / "never"
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 half a zip file")
+    fails_in_one_sentence(capsys, "search", "--out", out, *REDUCED, "--predictor", corrupt,
+                          contains="corrupt or not a predictor file")
+    other = tmp_path / "other.pt"
+    archs = SPACE.sample_many(12, rng=1)
+    model = predictors.create("lut", SPACE).fit(archs, [1.0 + sum(a.choices) / 10 for a in archs])
+    model.set_device("0123456789ab", "ort:cpu/1t@Another machine").save(other)
+    line = fails_in_one_sentence(capsys, "search", "--out", out, *REDUCED, "--predictor", other,
+                                 contains="was trained on 'ort:cpu/1t@Another machine'")
+    assert "--allow-device-mismatch" not in line  # hwnas search has no such flag
+    assert not out.exists()
+
+
+def test_a_full_disk_is_refused_before_the_folder(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import fails_in_one_sentence, no_free_space
+
+    out = tmp_path / "never"
+    no_free_space(monkeypatch)
+    fails_in_one_sentence(capsys, "search", "--out", out, *REDUCED, contains="0 bytes free")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("stages.json", b"", "stages.json"),
+    ("loop.json", b"", "loop.json is empty"),
+    ("loop.json", b'{"rows": 3}', "loop.json is not a budget-loop record"),
+    ("pareto.csv", b"", "pareto.csv is empty"),
+    ("pareto.csv", b"k,arch\n0,x\n", "pareto.csv lacks the column(s)"),
+    ("history.csv", b"\x00\xff\xfe\x01", "history.csv is not a readable CSV table"),
+    ("predictor.pt", b"PK\x03\x04 torn", "predictor.pt is corrupt or not a predictor file"),
+    ("config.json", b"", "config.json is empty"),
+])
+def test_resume_of_a_damaged_run_names_the_file_and_writes_nothing(default_run, tmp_path, capsys,
+                                                                   name, content, message):
+    import shutil
+
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    copy = tmp_path / "run"
+    shutil.copytree(default_run, copy)
+    (copy / name).write_bytes(content)
+    before = digests(copy)
+    fails_in_one_sentence(capsys, "search", "--out", copy, "--resume", "--no-progress",
+                          contains=message)
+    assert digests(copy) == before
+
+
+def test_pareto_shows_a_pipeline_run(default_run, capsys, tmp_path):
+    assert main(["pareto", str(default_run), "--plot", str(tmp_path / "front.png")]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline run" in out and "measured_ms" in out and (tmp_path / "front.png").is_file()

@@ -1,11 +1,16 @@
 """`hwnas predictor fit / eval / predict` on a small synthetic store, and its bad-input exits."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import spaces
 from hwnas.cli import main
 from latency.store import MeasurementStore
+from tests.hwnas.failures import (digests, fails_in_one_sentence, full_disk, no_free_space,
+                                  read_only_folders)
 
 CPU = {"backend": "ort", "spec": "ort:cpu", "cpu_model": "Test CPU", "threads": 1,
        "label": "ort:cpu/1t@Test CPU"}
@@ -135,3 +140,89 @@ def test_eval_and_predict_bad_input_exit_2(tmp_path, capsys, db, nb201):
     assert code == 2 and "corrupt or not a predictor file" in err
     code, _, err = run(capsys, "predictor", "eval", pred, "--db", tmp_path / "missing.sqlite")
     assert code == 2 and "does not exist" in err
+
+
+# ---- nothing lost, nothing half-written ---------------------------------------------------
+FIT = ["predictor", "fit", "--device", "help:ref", "--space", "nb201", "--kind", "lut"]
+
+
+@pytest.fixture
+def fitted(tmp_path, capsys, db):
+    """A valid predictor and its plot at tmp_path/p.pt, p.png: what a failure must keep."""
+    pred = tmp_path / "p.pt"
+    assert run(capsys, *FIT, "--db", db, "-o", pred)[0] == 0
+    return pred
+
+
+def _fit_must_not_run(monkeypatch):
+    from latency.predictors.base import Predictor
+
+    def never(self, *args, **kwargs):
+        raise AssertionError("the predictor was fitted before the output was checked")
+
+    monkeypatch.setattr(Predictor, "fit", never)
+
+
+def test_fit_on_a_full_disk_keeps_the_previous_predictor(tmp_path, capsys, db, fitted, monkeypatch):
+    before = digests(tmp_path)
+    full_disk(monkeypatch)
+    line = fails_in_one_sentence(capsys, *FIT, "--db", db, "-o", fitted, "--seed", 1,
+                                 contains="No space left on device")
+    assert str(fitted) in line
+    assert digests(tmp_path) == before  # the valid file is intact, no temporary file left
+
+
+def test_fit_refuses_a_full_disk_before_fitting(tmp_path, capsys, db, fitted, monkeypatch):
+    before = digests(tmp_path)
+    _fit_must_not_run(monkeypatch)
+    no_free_space(monkeypatch)
+    fails_in_one_sentence(capsys, *FIT, "--db", db, "-o", fitted, contains="0 bytes free")
+    assert digests(tmp_path) == before
+
+
+def test_fit_refuses_a_read_only_folder_before_fitting(tmp_path, capsys, db, monkeypatch):
+    _fit_must_not_run(monkeypatch)
+    read_only_folders(monkeypatch)
+    fails_in_one_sentence(capsys, *FIT, "--db", db, "-o", tmp_path / "p.pt",
+                          contains=f"folder {tmp_path} is not writable")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["devnull_link", "fifo", "proc"])
+def test_fit_refuses_special_targets_before_fitting(tmp_path, capsys, db, monkeypatch, target):
+    _fit_must_not_run(monkeypatch)
+    out = tmp_path / "p.pt"
+    if target == "devnull_link":
+        out.symlink_to("/dev/null")
+    elif target == "fifo":
+        os.mkfifo(out)
+    else:
+        out = Path("/proc/hwnas-test.pt")
+    fails_in_one_sentence(capsys, *FIT, "--db", db, "-o", out, contains="cannot write")
+    if target == "devnull_link":
+        assert os.readlink(out) == "/dev/null"
+
+
+@pytest.mark.parametrize("plot", ["/proc/x.png", "fifo", "missing/folder/x.png"])
+def test_eval_plot_to_an_unwritable_path_is_one_sentence_before_scoring(tmp_path, capsys, db,
+                                                                         fitted, plot):
+    if plot == "fifo":
+        plot = tmp_path / "plot.png"
+        os.mkfifo(plot)
+    elif not plot.startswith("/"):
+        blocker = tmp_path / "missing"
+        blocker.write_text("a file where a folder is expected")
+        plot = tmp_path / plot
+    before = digests(tmp_path)
+    fails_in_one_sentence(capsys, "predictor", "eval", fitted, "--db", db, "--plot", plot,
+                          contains="cannot write")
+    assert digests(tmp_path) == before
+
+
+def test_eval_plot_on_a_full_disk_keeps_the_previous_plot(tmp_path, capsys, db, fitted, monkeypatch):
+    png = tmp_path / "p.png"
+    before = digests(tmp_path)
+    full_disk(monkeypatch)
+    fails_in_one_sentence(capsys, "predictor", "eval", fitted, "--db", db, "--device", "help:ref2",
+                          "--allow-device-mismatch", "--plot", png, contains="No space left")
+    assert digests(tmp_path) == before

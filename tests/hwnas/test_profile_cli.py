@@ -180,3 +180,175 @@ def test_save_needs_active(tmp_path, capsys):
     assert main(["profile", "--device", "ort:cpu", *SMALL, "-n", "2", "--db", str(tmp_path / "l.sqlite"),
                  "--save", str(tmp_path / "p.pt")]) == 2
     assert "--save needs --active" in _error(capsys)
+
+
+# ---- nothing lost, nothing half-written ---------------------------------------------------
+FP = {"backend": "w", "label": "earlier:device"}
+
+
+def _small_store(path):
+    with MeasurementStore(path) as store:
+        store.add_values(FP, [("nb201", f"a{i}", 1, "3x32x32", 1.0 + i) for i in range(5)])
+    return path
+
+
+def cap_store_growth(monkeypatch):
+    """From now on, a store's file cannot grow (SQLite's page limit): writes fail with "database or
+    disk is full" exactly as on a full disk."""
+    real = MeasurementStore._connect
+
+    def capped(self):
+        conn = real(self)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={max(pages, 1)}")
+        return conn
+
+    monkeypatch.setattr(MeasurementStore, "_connect", capped)
+
+
+class _FullDisk:
+    """A store connection on a disk that filled up: SQLite's own error on every insert
+    (a few small rows may still fit in a store's free pages, so SQLite's page limit
+    cannot make this deterministic); everything else goes to the real connection."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def _check(self, sql):
+        if sql.lstrip().upper().startswith("INSERT"):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def execute(self, sql, *args):
+        self._check(sql)
+        return self._conn.execute(sql, *args)
+
+    def executemany(self, sql, *args):
+        self._check(sql)
+        return self._conn.executemany(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_profiling_into_a_full_store_is_one_sentence_and_keeps_it(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    db = _small_store(tmp_path / "lat.sqlite")
+    before = digests(db)
+    real = MeasurementStore._connect
+    monkeypatch.setattr(MeasurementStore, "_connect", lambda self: _FullDisk(real(self)))
+    line = fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", *SMALL, "-n", "3",
+                                 "--db", db, "--no-progress", contains="disk is full")
+    assert "rollback" not in line
+    assert digests(db) == before
+    assert len(MeasurementStore(db, readonly=True)) == 5
+
+
+def test_importing_into_a_full_store_is_one_sentence_and_keeps_it(tmp_path, capsys, shared_data,
+                                                                  monkeypatch):
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    db = _small_store(tmp_path / "lat.sqlite")
+    before = digests(db)
+    cap_store_growth(monkeypatch)
+    fails_in_one_sentence(capsys, "profile", "--import", data_file(HELP_FBNET_LATENCY), "--db", db,
+                          contains="disk is full")
+    assert digests(db) == before
+
+
+def test_a_full_disk_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import digests, fails_in_one_sentence, no_free_space
+
+    db = _small_store(tmp_path / "lat.sqlite")
+    before = digests(tmp_path)
+    no_free_space(monkeypatch)
+    import devices.base
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured on a full disk")
+
+    monkeypatch.setattr(devices.base.Profiler, "measure_many", never)
+    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", *SMALL, "-n", "3", "--db", db,
+                          contains="the disk is full")
+    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", *SMALL, "-n", "3",
+                          "--db", tmp_path / "new.sqlite", contains="the disk is full")
+    assert digests(tmp_path) == before  # no new store file either
+
+
+@pytest.mark.parametrize("target", ["fifo", "devnull_link"])
+def test_export_target_is_checked_before_measuring(tmp_path, capsys, monkeypatch, target):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    out = tmp_path / "lat.csv"
+    if target == "fifo":
+        os.mkfifo(out)
+    else:
+        out.symlink_to("/dev/null")
+    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", *SMALL, "-n", "2",
+                          "--db", tmp_path / "l.sqlite", "--export", out, contains="not a regular file")
+    assert not (tmp_path / "l.sqlite").exists()
+
+
+def test_n_beyond_the_space_is_capped_with_a_notice(tmp_path, capsys, monkeypatch):
+    from hwnas.cli import profile_cmd
+    from spaces.errors import HwnasError
+
+    asked = []
+
+    def stop(args, executor, job, store, strings):
+        asked.append(len(strings))
+        raise HwnasError("stopped before measuring")
+
+    monkeypatch.setattr(profile_cmd, "_measure", stop)
+    assert main(["profile", "--device", "torch:cpu", "--space", "nb201", "-n", "1000000000000",
+                 "--db", str(tmp_path / "l.sqlite")]) == 2
+    out = capsys.readouterr().out
+    assert asked == [15_625]
+    assert "-n 1,000,000,000,000 is more than the 15,625 architectures of nb201" in out
+
+
+def test_n_no_run_could_finish_is_refused_before_sampling(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    def never(self, *args, **kwargs):
+        raise AssertionError("sampled before the count was checked")
+
+    monkeypatch.setattr(spaces.Space, "sample_many", never)
+    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", "--space", "fbnet",
+                          "-n", "1000000000000", "--db", tmp_path / "l.sqlite",
+                          contains="more than any run could finish")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--input", "0"], "--input must be at least 1"),
+    (["--input", "-32"], "--input must be at least 1"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--calls", "0"], "--calls must be at least 1"),
+    (["--max-s", "0"], "--max-s must be a positive number"),
+    (["--warmup-s", "-1"], "--warmup-s must be zero or more"),
+    (["--batch", "100000"], "--batch must be at most 4,096"),
+])
+def test_numeric_options_are_checked(tmp_path, capsys, extra, message):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", "--space", "nb201", "-n", "2",
+                          "--db", tmp_path / "l.sqlite", *extra, contains=message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cells_whose_output_ignores_the_input_are_profiled_on_ort(tmp_path, capsys):
+    """Valid NB201 members cut off from their input are measured like the rest (once the
+    export had no input and the run exited 2)."""
+    from tests.devices.test_onnx_export import degenerate_cells
+
+    space = spaces.get("nb201", C=4, N=1)
+    cells = [space.to_string(a) for a in degenerate_cells(space, 3)]
+    archs = tmp_path / "archs.txt"
+    archs.write_text("\n".join(cells) + "\n")
+    db = tmp_path / "lat.sqlite"
+    assert main(["profile", "--device", "ort:cpu", *SMALL, "--archs", str(archs), "--db", str(db),
+                 "--no-progress"]) == 0
+    frame = MeasurementStore(db, readonly=True).frame()
+    assert sorted(frame["arch"]) == sorted(cells) and (frame["latency_ms"] > 0).all()

@@ -132,3 +132,120 @@ def test_a_tabular_run_can_be_loaded_listed_and_exported_honestly(table_run, cap
     assert meta["trained"] is False and "accuracy" not in meta
     assert "benchmark table" in meta["accuracy_source"]
     assert isinstance(meta["metrics"]["accuracy"], float)  # kept, labelled, typed
+
+
+# ---- nothing lost, nothing half-written ---------------------------------------------------
+@pytest.fixture
+def damaged_copy(table_run, tmp_path):
+    """A copy of the finished tabular run, to damage one file of."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(table_run, copy)
+    return copy
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("cache.jsonl", b"\x00\xff not text at all\n", "cache.jsonl is corrupt"),
+    ("cache.jsonl", b'{"space": "nb201", "choi\n{"space": "nb201", "choices": [0,0,0,0,0,0]}\n',
+     "cache.jsonl line 1 is corrupt"),
+    ("history.csv", b"", "history.csv is empty"),
+    ("history.csv", b"\x00\xff\xfe\n\x01", "history.csv is not a readable CSV table"),
+    ("config.json", b"", "config.json is empty"),
+    ("config.json", b"{not json", "config.json is not valid JSON"),
+])
+def test_resume_of_a_damaged_run_names_the_file_and_touches_nothing(damaged_copy, capsys, name,
+                                                                     content, message):
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    (damaged_copy / name).write_bytes(content)
+    before = digests(damaged_copy)
+    fails_in_one_sentence(capsys, "search", "--out", damaged_copy, "--resume", "--queries", "40",
+                          "--no-progress", contains=message)
+    assert digests(damaged_copy) == before
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("history.csv", b"", "history.csv is empty"),
+    ("history.csv", b"arch,accuracy\nx,1\n", "lacks the column(s) latency_ms"),
+    ("history.csv", b"arch,accuracy,latency_ms\nx,high,1\n", "something else than numbers"),
+    ("config.json", b"[]", "is not a run's config"),
+    ("config.json", b'{"objectives": 3}', "does not describe the run's objectives"),
+])
+def test_pareto_of_a_damaged_run_is_one_sentence(damaged_copy, capsys, name, content, message):
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    (damaged_copy / name).write_bytes(content)
+    before = digests(damaged_copy)
+    fails_in_one_sentence(capsys, "pareto", damaged_copy, contains=message)
+    assert digests(damaged_copy) == before
+
+
+@pytest.mark.parametrize("plot", ["/proc/x.png", "fifo", "devnull_link"])
+def test_pareto_plot_to_an_unwritable_path_is_one_sentence(damaged_copy, capsys, plot):
+    import os
+
+    from tests.hwnas.failures import digests, fails_in_one_sentence
+
+    if plot != "/proc/x.png":
+        target = damaged_copy / "new.png"
+        os.mkfifo(target) if plot == "fifo" else target.symlink_to("/dev/null")
+        plot = target
+    before = digests(damaged_copy)
+    fails_in_one_sentence(capsys, "pareto", damaged_copy, "--plot", plot, contains="cannot write")
+    assert digests(damaged_copy) == before
+
+
+def test_pareto_plot_on_a_full_disk_keeps_the_previous_picture(damaged_copy, capsys, monkeypatch):
+    from tests.hwnas.failures import digests, fails_in_one_sentence, full_disk
+
+    before = digests(damaged_copy)
+    full_disk(monkeypatch)
+    fails_in_one_sentence(capsys, "pareto", damaged_copy, contains="No space left")
+    assert digests(damaged_copy) == before
+
+
+def test_a_search_on_a_full_disk_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    from tests.hwnas.failures import fails_in_one_sentence, full_disk, no_free_space
+
+    out = tmp_path / "runs" / "new"
+    no_free_space(monkeypatch)
+    fails_in_one_sentence(capsys, *TABLE_ARGS, "--out", out, contains="0 bytes free")
+    assert not out.exists()
+    monkeypatch.undo()
+    full_disk(monkeypatch)  # the check passed, then the first write fails
+    fails_in_one_sentence(capsys, *TABLE_ARGS, "--out", out, contains="No space left")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("budgets, message", [
+    (["accuracy>=94", "latency_ms<=5"], "no architecture of nb201 meets the budgets"),
+    (["accuracy>=94", "macs<=50M"], "no architecture of nb201 meets the budgets"),
+])
+def test_budgets_no_architecture_meets_together_are_refused(tmp_path, capsys, budgets, message):
+    """Each budget alone is reachable (accuracy 94.37 at best, 2.66 ms / 7.8M MACs at
+    least), but no cell of the table has both: searching could only come back empty."""
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    objective = ["--objective", "accuracy,macs"] if "macs<=50M" in budgets else []
+    argv = [*TABLE_ARGS, "--out", tmp_path / "run", *objective]
+    for budget in budgets:
+        argv += ["--budget", budget]
+    fails_in_one_sentence(capsys, *argv, contains=message)
+    assert not (tmp_path / "run").exists()
+    argv[argv.index("accuracy>=94")] = "accuracy>=85"  # jointly reachable: the search runs
+    assert main([str(a) for a in argv]) == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--queries", "0"], "--queries must be at least 1"),
+    (["--queries", "10000000"], "--queries must be at most 1,000,000"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--input-size", "0"], "--input-size must be at least 1"),
+    (["--population", "1"], "--population must be at least 2"),
+])
+def test_numeric_options_are_one_sentence(tmp_path, capsys, extra, message):
+    from tests.hwnas.failures import fails_in_one_sentence
+
+    fails_in_one_sentence(capsys, *TABLE_ARGS, "--out", tmp_path / "run", *extra, contains=message)
+    assert not (tmp_path / "run").exists()

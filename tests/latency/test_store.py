@@ -1,6 +1,7 @@
 """The measurement store: round trip, uniqueness, refusing foreign files, concurrent readers."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -183,36 +184,114 @@ def test_shape_key_normalises():
 
 WRITER = """
 import sys, time
+from pathlib import Path
 from latency.store import MeasurementStore
 fp = {"backend": "w", "label": "writer"}
 store = MeasurementStore(sys.argv[1])
-for i in range(int(sys.argv[2])):
+n, flags = int(sys.argv[2]), Path(sys.argv[3])
+for i in range(n):
     store.add("nb201", f"arch-{i}", fp, {"latency_ms": 1.0 + i, "batch": 1, "input_shape": [3, 32, 32],
                                          "samples_ms": [1.0] * 50})
-    time.sleep(0.002)
+    if i + 1 in (n // 3, 2 * n // 3):  # pause mid-write until the reader has looked
+        (flags / f"paused-{i + 1}").touch()
+        deadline = time.monotonic() + 120
+        while not (flags / f"go-{i + 1}").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
 """
 
 
 def test_readers_work_while_another_process_writes(tmp_path):
+    """The writer pauses twice with rows committed and more to come, and waits for the
+    reader: so the reader reads mid-write however loaded the machine is."""
     path = tmp_path / "lat.sqlite"
     MeasurementStore(path)  # create it first, so the reader never races the creation
     n = 150
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n)], cwd=ROOT)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(tmp_path)],
+                              cwd=ROOT)
     reader = MeasurementStore(path)
-    counts = []
+    counts, mid = [], []
     try:
         while writer.poll() is None:
             frame = reader.frame()
             counts.append(len(frame))
             assert frame.arch.is_unique
+            for k in (n // 3, 2 * n // 3):
+                if (tmp_path / f"paused-{k}").exists() and not (tmp_path / f"go-{k}").exists():
+                    mid.append(len(reader))
+                    (tmp_path / f"go-{k}").touch()
             time.sleep(0.01)
     finally:
-        writer.wait(timeout=120)
+        writer.wait(timeout=300)
     assert writer.returncode == 0
     counts.append(len(reader))
     assert counts == sorted(counts)  # committed rows only ever appear, never vanish
     assert counts[-1] == n
-    assert len([c for c in counts if 0 < c < n]) >= 2  # really read while it wrote
+    assert mid == [n // 3, 2 * n // 3]  # read while it wrote: every committed row, no more
+
+
+def _fill_disk(store: MeasurementStore) -> None:
+    """The store's file may not grow (SQLite's own limit): every write that needs a new
+    page fails with "database or disk is full", as on a full disk."""
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count={pages}")
+
+
+def test_full_disk_is_one_sentence_and_the_store_stays_intact(tmp_path):
+    import hashlib
+
+    path = tmp_path / "lat.sqlite"
+    with MeasurementStore(path) as s:
+        s.add_many([("nb201", f"a{i}", FP, meas(float(i + 1))) for i in range(3)])
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with MeasurementStore(path) as s:
+        _fill_disk(s)
+        big = [("nb201", f"b{i}", FP, meas(1.0, n=2000)) for i in range(50)]
+        with pytest.raises(StoreError, match="disk is full") as info:
+            s.add_many(big)
+        assert "rollback" not in str(info.value)
+        assert not s._conn.in_transaction
+        with pytest.raises(StoreError, match="disk is full"):
+            s.add_values(FP, [("nb201", f"c{i}", 1, "3x32x32", 1.0) for i in range(5000)])
+        assert len(s) == 3
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    with MeasurementStore(path) as s:  # and it still takes rows once there is room
+        s.add_many(big[:2])
+        assert len(s) == 5
+
+
+def test_a_new_store_that_cannot_be_created_leaves_no_file(tmp_path, monkeypatch):
+    def full(self, *args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(MeasurementStore, "_create_schema", full)
+    with pytest.raises(StoreError, match="disk is full"):
+        MeasurementStore(tmp_path / "new.sqlite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_failure_keeps_the_previous_file(store, tmp_path, monkeypatch):
+    import errno
+    import hashlib
+
+    from spaces.core import files
+
+    store.add_many([("nb201", f"a{i}", FP, meas(float(i + 1))) for i in range(3)])
+    out = store.export(tmp_path / "lat.csv")
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    store.add("nb201", "a9", FP, meas(9.0))
+
+    def enospc(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", enospc)
+    with pytest.raises(StoreError, match="No space left"):
+        store.export(out)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.csv", "runs"]
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(StoreError, match="not a regular file"):
+        store.export(fifo)
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -103,3 +103,24 @@ def test_registry_lists_the_four_spaces_and_rejects_unknown():
     assert {"nb201", "fbnet", "fbnetv2", "nao"} <= set(spaces.names())
     with pytest.raises(UnknownName, match="unknown space 'nope'"):
         spaces.get("nope")
+
+
+@pytest.mark.parametrize("size", [0, -1, 10**6, 2.5, True])
+def test_bad_input_sizes_are_one_sentence(size):
+    import spaces
+
+    space = spaces.get("nb201")
+    with pytest.raises(spaces.InvalidOption, match="the input size must be"):
+        space.input_shape(size)
+    with pytest.raises(spaces.InvalidOption):
+        space.build(space.sample(0), 10, size)
+
+
+@pytest.mark.parametrize("classes", [0, -1, 10**9])
+def test_bad_class_counts_are_one_sentence(classes):
+    import spaces
+
+    space = spaces.get("nao")
+    with pytest.raises(spaces.InvalidOption, match="the number of classes must be at (least 1|most 100,000)"):
+        space.build(space.sample(0), classes)
+    assert space.input_shape(None) == (3, 32, 32) and space.num_classes(None) == 10
