@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sqlite3
 import sys
@@ -38,6 +39,32 @@ def _command_modules() -> list[ModuleType]:
     return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.COMMAND))
 
 
+def _verbosity() -> argparse.ArgumentParser:
+    """``-q`` / ``-v`` on every verb, mapped to the level of hwnas's loggers."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="count", default=0,
+                       help="say less: tables and notes off (-q), warnings off too (-qq)")
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="say more: the library's progress messages (-v), debugging (-vv)")
+    return common
+
+
+def configure_logging(verbose: int, quiet: int) -> int:
+    """Library messages go through ``logging`` (never print); the CLI shows them on stderr
+    at a level set by -v/-q. Returns the level."""
+    level = {-2: logging.CRITICAL, -1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
+        max(-2, min(verbose - quiet, 2)), logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hwnas: %(message)s"))
+    for name in ("hwnas", "spaces", "devices", "latency"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level)
+        log.propagate = False
+    return level
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwnas",
@@ -45,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hwnas {hwnas.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _verbosity()
     for module in _command_modules():
         doc = (module.__doc__ or "").strip().splitlines()
         help_line = doc[0] if doc else module.COMMAND
-        cmd_parser = sub.add_parser(module.COMMAND, help=help_line, description=help_line)
+        cmd_parser = sub.add_parser(module.COMMAND, help=help_line, description=help_line,
+                                    parents=[common])
         module.add_arguments(cmd_parser)
         cmd_parser.set_defaults(_run=module.run)
     return parser
@@ -84,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # `hwnas` alone runs the main job, exactly like `hwnas search`.
         args = parser.parse_args(["search"])
+    configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
     try:
         return int(args._run(args) or 0)
     except HwnasError as err:

@@ -329,7 +329,10 @@ def run_pipeline(args: argparse.Namespace) -> int:
         typed["drift_correction"] = True
     stored = stored_settings(args.out) if args.resume else None
     settings = PipelineSettings.merged(typed, stored)
-    Pipeline(settings, args.out, resume=args.resume, progress=not args.no_progress).run()
+    quiet = getattr(args, "quiet", 0) > 0
+    show = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
+    Pipeline(settings, args.out, resume=args.resume, progress=not (args.no_progress or quiet),
+             log=show).run()
     return 0
 
 

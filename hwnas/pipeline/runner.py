@@ -13,6 +13,7 @@ stages run in the order of :data:`STAGES`, and each finished stage is recorded
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ class Pipeline:
             raise RunFolderError("--resume needs --out RUN_DIR, the run to continue")
         self.run_dir = RunFolder(out or default_run_dir())
         self.progress = progress
-        self._log = log or (lambda text: print(text, flush=True))
+        self._log = log or logging.getLogger(__name__).info
         self.settings = settings
         # everything that can fail on bad input fails here, before the folder is touched
         self.space = spaces.get(settings.space, **settings.space_kwargs)

@@ -19,6 +19,8 @@ import csv
 import sys
 from pathlib import Path
 
+import logging
+
 import numpy as np
 
 OUT = Path(__file__).with_name("nb201_index.npy")
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> None:
 
     table = build_index_table(argv[0])
     atomic_write(OUT, lambda handle: np.save(handle, table, allow_pickle=False))
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(table)} cells)")
+    logging.getLogger(__name__).warning("wrote %s (%d bytes, %d cells)", OUT, OUT.stat().st_size,
+                                        len(table))
 
 
 if __name__ == "__main__":
