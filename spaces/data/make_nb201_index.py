@@ -16,10 +16,9 @@ Usage: ``python spaces/data/make_nb201_index.py PATH/TO/nats_bench.csv``
 from __future__ import annotations
 
 import csv
+import logging
 import sys
 from pathlib import Path
-
-import logging
 
 import numpy as np
 
