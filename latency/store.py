@@ -465,8 +465,11 @@ class MeasurementStore:
         names = list(_FRAME_COLUMNS) + (["samples", "aux_samples"] if samples else [])
         frame = pd.DataFrame(self._query(sql, params), columns=names)
         if samples:
-            frame["samples"] = [json.loads(s) if s else [] for s in frame["samples"]]
-            frame["aux_samples"] = [json.loads(s) if s else {} for s in frame["aux_samples"]]
+            # pandas reads a text column with NULLs as str dtype with NaN: test for text
+            frame["samples"] = [json.loads(s) if isinstance(s, str) and s else []
+                                for s in frame["samples"]]
+            frame["aux_samples"] = [json.loads(s) if isinstance(s, str) and s else {}
+                                    for s in frame["aux_samples"]]
         return frame
 
     def devices(self) -> pd.DataFrame:
