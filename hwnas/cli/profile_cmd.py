@@ -76,8 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "typical, typical-diverse, "
                              "proportional, or random (the baseline); see latency.active")
     active.add_argument("--save", metavar="PRED.pt", help="save the final mlp predictor here")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="CSV",
-                        help="import a HELP latency table (shared data) into --db instead of measuring")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
+                        help="import measurements into --db instead of measuring: another store "
+                             "(.sqlite), a file written by --export (.csv/.parquet) or a HELP "
+                             "latency table (shared data); rows already stored are skipped")
     parser.add_argument("--export", metavar="FILE",
                         help="after profiling/importing, write the store to FILE (.csv or .parquet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -142,11 +144,11 @@ def read_archs(space: Any, path: str) -> list[Any]:
 
 
 def _import_tables(args: argparse.Namespace, store: Any) -> None:
-    from latency.help_import import import_help_table
+    from latency.store_exchange import import_file
 
-    for csv in args.imports:
-        counts = import_help_table(store, csv)
-        print(f"{Path(csv).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
+    for path in args.imports:
+        counts = import_file(store, path)
+        print(f"{Path(path).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
               f"in {store.path}")
         for label, added in counts.items():
             print(f"  {label:<22} {added:>8,}")
