@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(.sqlite), a file written by --export (.csv/.parquet) or a HELP "
                              "latency table (shared data); rows already stored are skipped")
     parser.add_argument("--export", metavar="FILE",
-                        help="after profiling/importing, write the store to FILE (.csv or .parquet)")
+                        help="after profiling/importing (or alone), write the store to FILE (.csv or "
+                             ".parquet), device fingerprints included, for --import elsewhere")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from hwnas import executors
 
@@ -188,13 +189,18 @@ def run(args: argparse.Namespace) -> int:
     from latency.store import MeasurementStore
     from spaces.errors import HwnasError
 
+    measuring = args.device or args.space or args.num is not None or args.archs
     if args.imports:
-        if args.device or args.space or args.num is not None or args.archs:
+        if measuring:
             raise HwnasError("--import only imports a table; run profiling as a separate command")
         store = MeasurementStore(args.db)
         _import_tables(args, store)
         if args.export:
             print(f"exported {store.export(args.export)}")
+        return 0
+    if args.export and not measuring:  # export what is stored, measure nothing
+        with MeasurementStore(args.db, readonly=True) as store:
+            print(f"exported {len(store):,} rows to {store.export(args.export)}")
         return 0
 
     if not args.space or not args.device:
