@@ -22,10 +22,13 @@ Method (ours; informed by HELP, NeurIPS 2021, and nn-Meter, neither copied):
    (strength again by leave-one-out), so what no reference device explains -- an op
    that is unusually slow only here -- is learnt as measurements accumulate. With
    ``correction="auto"`` there is none below ``lut_from`` (30) measurements: on HELP's
-   split a table fitted to 10-20 residuals cost 0.003-0.004 mean Spearman (NB201) and
-   gained nothing on FBNet, while from 30 on it helps. From ``mlp_from`` measurements
-   on the residual is instead an MLP ensemble on the one-hot, which also learns
-   interactions between decisions that no additive term has.
+   split (``benchmarks/transfer_shots.py``) a table fitted to 10 residuals cost NB201
+   0.004 mean Spearman (random shots; 0.0015 designed) and changed FBNet by < 0.001;
+   at 20 the effect is within +-0.003 either way; from 30 on it helps (random shots:
+   NB201 +0.002 at 30; FBNet, HELP's three / all six devices, +0.006 / +0.003 at 50 and
+   +0.010 / +0.006 at 90). From ``mlp_from``
+   measurements on the residual is instead an MLP ensemble on the one-hot, which also
+   learns interactions between decisions that no additive term has.
 
 *Which* architectures are measured matters as much as the model: see
 :func:`latency.shots.choose_shots` (a D-optimal design over the reference features).
@@ -292,13 +295,7 @@ class TransferPredictor(Predictor):
                                  "or call fit_references() with stored measurements of other devices")
         y = np.log(ms)
         z = self._features(archs)
-        design = self._features(design_archs(self.space, self.design_size, self.seed))
-        mu, sd = design.mean(0), design.std(0) + 1e-9
-        w_ridge, b_ridge, self.mix_alpha, _ = ridge_loo((z - mu) / sd, y, MIX_ALPHAS)
-        coef, _ = nnls(np.concatenate([z, np.ones((len(y), 1)), -np.ones((len(y), 1))], 1), y)
-        w_nnls, b_nnls = coef[:-2], coef[-2] - coef[-1]
-        self.weights = 0.5 * (w_ridge / sd + w_nnls)
-        self.bias = float(0.5 * (b_ridge - (mu / sd) @ w_ridge + b_nnls))
+        self.weights, self.bias = self._mix(z, y)
         self.table = np.zeros(self.space.num_options)
         self.residual = None
         residual = y - (self.bias + z @ self.weights)
@@ -316,6 +313,17 @@ class TransferPredictor(Predictor):
             options = {"seed": self.seed, **self.mlp_options}
             self.residual = MLPPredictor(self.space, **options).fit(archs, np.exp(residual))
             self.residual.train_archs = []  # already recorded by this predictor
+
+    def _mix(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Weights and bias of ``y ~ b + z w`` (``z``: reference log latencies): the mean of
+        a ridge fit on features standardised over a fixed sample of the space and a
+        non-negative least-squares fit."""
+        design = self._features(design_archs(self.space, self.design_size, self.seed))
+        mu, sd = design.mean(0), design.std(0) + 1e-9
+        w_ridge, b_ridge, self.mix_alpha, _ = ridge_loo((z - mu) / sd, y, MIX_ALPHAS)
+        coef, _ = nnls(np.concatenate([z, np.ones((len(y), 1)), -np.ones((len(y), 1))], 1), y)
+        w_nnls, b_nnls = coef[:-2], coef[-2] - coef[-1]
+        return 0.5 * (w_ridge / sd + w_nnls), float(0.5 * (b_ridge - (mu / sd) @ w_ridge + b_nnls))
 
     def _predict(self, archs: list[Arch]) -> np.ndarray:
         onehot = one_hot(self.space, archs).astype(np.float64)
