@@ -26,9 +26,9 @@ Method (ours; informed by HELP, NeurIPS 2021, and nn-Meter, neither copied):
    0.004 mean Spearman (random shots; 0.0015 designed) and changed FBNet by < 0.001;
    at 20 the effect is within +-0.003 either way; from 30 on it helps (random shots:
    NB201 +0.002 at 30; FBNet, HELP's three / all six devices, +0.006 / +0.003 at 50 and
-   +0.010 / +0.006 at 90). From ``mlp_from``
-   measurements on the residual is instead an MLP ensemble on the one-hot, which also
-   learns interactions between decisions that no additive term has.
+   +0.010 / +0.006 at 90). From ``mlp_from`` measurements on the residual is instead
+   an MLP ensemble on the one-hot, which also learns interactions between decisions
+   that no additive term has.
 
 *Which* architectures are measured matters as much as the model: see
 :func:`latency.shots.choose_shots` (a D-optimal design over the reference features).
