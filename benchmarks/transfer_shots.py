@@ -188,20 +188,31 @@ def shots_help(table: pa.Table, refs: dict, size: int, seed: int) -> np.ndarray 
 
 
 # ---- rows ----------------------------------------------------------------------------------
+def corr10(space: Any, refs: dict) -> TransferPredictor:
+    return TransferPredictor(space, references=refs, lut_from=0)  # the previous default
+
+
+def corr30(space: Any, refs: dict) -> TransferPredictor:
+    return TransferPredictor(space, references=refs)  # now
+
+
+def no_corr(space: Any, refs: dict) -> TransferPredictor:
+    return TransferPredictor(space, references=refs, correction="none")
+
+
 Row = tuple[str, Callable, Callable]
 ROWS: list[Row] = [
-    ("random shots, corr@10 (before)", shots_random, lambda s, r: TransferPredictor(s, references=r, lut_from=0)),
-    ("random shots, corr@30", shots_random, lambda s, r: TransferPredictor(s, references=r)),
-    ("random shots, no corr", shots_random, lambda s, r: TransferPredictor(s, references=r,
-                                                                           correction="none")),
-    ("HELP fixed 10, corr@30", shots_help, lambda s, r: TransferPredictor(s, references=r)),
-    ("k-means shots, corr@30", shots_kmeans, lambda s, r: TransferPredictor(s, references=r)),
-    ("maximin shots, corr@30", shots_maximin, lambda s, r: TransferPredictor(s, references=r)),
-    ("D-optimal shots, corr@10", shots_dopt, lambda s, r: TransferPredictor(s, references=r, lut_from=0)),
-    ("D-optimal shots, corr@30 (now)", shots_dopt, lambda s, r: TransferPredictor(s, references=r)),
-    ("D-optimal + LOO-penalty", shots_dopt, lambda s, r: LooPenalty(s, references=r)),
-    ("D-optimal + LOO-ensemble", shots_dopt, lambda s, r: LooEnsemble(s, references=r)),
-    ("random shots + LOO-penalty", shots_random, lambda s, r: LooPenalty(s, references=r)),
+    ("random shots, corr@10 (before)", shots_random, corr10),
+    ("random shots, corr@30", shots_random, corr30),
+    ("random shots, no corr", shots_random, no_corr),
+    ("HELP fixed 10, corr@30", shots_help, corr30),
+    ("k-means shots, corr@30", shots_kmeans, corr30),
+    ("maximin shots, corr@30", shots_maximin, corr30),
+    ("D-optimal shots, corr@10", shots_dopt, corr10),
+    ("D-optimal shots, corr@30 (now)", shots_dopt, corr30),
+    ("D-optimal + LOO-penalty", shots_dopt, lambda space, refs: LooPenalty(space, references=refs)),
+    ("D-optimal + LOO-ensemble", shots_dopt, lambda space, refs: LooEnsemble(space, references=refs)),
+    ("random shots + LOO-penalty", shots_random, lambda space, refs: LooPenalty(space, references=refs)),
 ]
 
 

@@ -2,7 +2,6 @@
 an export under the same device ids, skipping what is there, refusing bad files; the
 network file system check."""
 
-import json
 import logging
 
 import pandas as pd
