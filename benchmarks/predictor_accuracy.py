@@ -10,7 +10,15 @@ store into a temporary database. Protocol (HELP's meta-test devices):
   the same split.
 * ``transfer`` uses only HELP's meta-train devices as references (1080ti at batch
   1/32/256 (NB201) or 1/32/64 (FBNet), silver_4114, silver_4210r, samsung_a50,
-  pixel3, essential_ph_1, samsung_s7), never a test device.
+  pixel3, essential_ph_1, samsung_s7), never a test device. It is scored twice:
+  ``transfer`` on the same random training set as every other predictor, and
+  ``transfer:designed`` on the architectures :func:`latency.shots.choose_shots` picks
+  (D-optimal over the references' predictions) from a random pool of 2,000 of the
+  table (the pool drawn with the seed); the new device's latencies are never looked at
+  to choose them, and the test set is every other architecture of the table.
+* HELP's meta-test devices are all six for NB201 but only fpga, raspi4 and eyeriss for
+  FBNet; ``sp:HELP`` is the mean over those, ``sp:mean`` over all six. The few-shot
+  target: 10 designed measurements reach a mean Spearman >= 0.965 on both.
 * NB201 cells whose output receives only ``none`` edges are left out of the
   relative metrics (±10 %, MAPE): pixel3/raspi4 report ~0.01 ms for them.
 * A ceiling row per space: gbdt and lut trained on 10,000 (NB201) / 4,000 (FBNet)
@@ -51,12 +59,18 @@ import spaces  # noqa: E402
 from latency import metrics, predictors  # noqa: E402
 from latency.help_import import import_help_table  # noqa: E402
 from latency.predictors.transfer import fit_reference_predictor, reference_key  # noqa: E402
+from latency.shots import choose_shots  # noqa: E402
 from latency.shared_data import HELP_FBNET_LATENCY, HELP_NB201_LATENCY, data_file  # noqa: E402
 from latency.store import MeasurementStore  # noqa: E402
 
 TABLES = {"nb201": HELP_NB201_LATENCY, "fbnet": HELP_FBNET_LATENCY}
 BIG_BATCH = {"nb201": 256, "fbnet": 64}
-KINDS = ("flops", "lut", "gbdt", "mlp", "transfer")
+KINDS = ("flops", "lut", "gbdt", "mlp", "transfer", "transfer:designed")
+DESIGNED = "transfer:designed"  # the transfer predictor on shots chosen by latency.shots
+DESIGN_POOL = 2000
+FEW_SHOT_TARGET = 0.965
+HELP_TEST = {"nb201": ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss"),
+             "fbnet": ("fpga", "raspi4", "eyeriss")}  # HELP's meta-test devices (data README)
 CEILING_SIZE = {"nb201": 10_000, "fbnet": 4_000}
 ANCHORS = {"nb201": {"BRP-NAS@900": 0.79, "MACs proxy": 0.79, "HELP@10": 0.93},
            "fbnet": {"BRP-NAS@900": 0.79, "MACs proxy": 0.79, "HELP@10": 0.91}}
@@ -123,7 +137,7 @@ _STATE: dict[str, Any] = {}
 
 
 def make(kind: str, space: Any, seed: int) -> Any:
-    if kind == "transfer":
+    if kind in ("transfer", DESIGNED):
         return predictors.create("transfer", space, references=_STATE["refs"][space.key], seed=seed)
     if kind in ("mlp", "gbdt") and _STATE.get("extras"):
         return predictors.create(kind, space, seed=seed, extras=_STATE["extras"])
@@ -144,6 +158,23 @@ def score(table: Table, series: str, kind: str, train: np.ndarray, test: np.ndar
             "mape": metrics.mape(guess[rel], y[test][rel]), "fit_s": fit_s}
 
 
+def designed_split(space_key: str, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows chosen by ``choose_shots`` from a seeded random pool of the table (the
+    same for every device: only the references' predictions are used), test = the rest."""
+    key = (space_key, size, seed)
+    cache = _STATE.setdefault("designs", {})
+    if key not in cache:
+        table: Table = _STATE["tables"][space_key]
+        n = len(table.archs)
+        pool = np.random.default_rng(seed).choice(n, min(DESIGN_POOL, n), replace=False)
+        index = {a: i for i, a in enumerate(table.archs)}
+        shots = choose_shots(table.space, _STATE["refs"][space_key], size,
+                             [table.archs[i] for i in pool], seed=seed)
+        train = np.array([index[a] for a in shots])
+        cache[key] = (train, np.setdiff1d(np.arange(n), train))
+    return cache[key]
+
+
 def run_device(job: tuple[str, str, list[str], list[int], int]) -> list[dict]:
     """Every kind x size x seed on one device (one worker's task)."""
     space_key, series, kinds, sizes, seeds = job
@@ -154,8 +185,9 @@ def run_device(job: tuple[str, str, list[str], list[int], int]) -> list[dict]:
     for size in sizes:
         for seed in range(seeds):
             order = np.random.default_rng(1000 * seed + size).permutation(n)
-            train, test = order[:size], order[size:]
             for kind in kinds:
+                train, test = designed_split(space_key, size, seed) if kind == DESIGNED \
+                    else (order[:size], order[size:])
                 result = score(table, series, kind, train, test, seed)
                 rows.append({"space": space_key, "device": short(series), "kind": kind, "size": size,
                              "seed": seed, **result})
@@ -195,6 +227,9 @@ def report(rows: pd.DataFrame, space_key: str, devices: list[str]) -> pd.DataFra
         for dev in devices:
             row[f"sp:{dev}"] = per.loc[(kind, size, dev), "spearman"]
         row["sp:mean"] = np.mean([row[f"sp:{d}"] for d in devices])
+        helps = [d for d in devices if d in HELP_TEST.get(space_key, ())]
+        if helps and len(helps) < len(devices):
+            row["sp:HELP"] = np.mean([row[f"sp:{d}"] for d in helps])
         for dev in devices:
             row[f"10%:{dev}"] = per.loc[(kind, size, dev), "within10"]
         row["fit_s"] = group["fit_s"].mean()
@@ -241,11 +276,46 @@ def check_targets(tables: dict[str, pd.DataFrame]) -> None:
         t = tables.get(space)
         if t is None:
             continue
-        r = t[(t.predictor == "transfer") & (t.n == 10)]
-        if not r.empty:
-            value, anchor = float(r["sp:mean"].iloc[0]), ANCHORS[space]["HELP@10"]
-            print(f"{space} n=10: transfer mean Spearman {value:.4f} vs HELP {anchor}: "
-                  f"{'BEATS' if value > anchor else 'DOES NOT BEAT'}")
+        for kind in ("transfer", DESIGNED):
+            r = t[(t.predictor == kind) & (t.n == 10)]
+            if not r.empty:
+                column = "sp:HELP" if "sp:HELP" in r and pd.notna(r["sp:HELP"].iloc[0]) else "sp:mean"
+                value, anchor = float(r[column].iloc[0]), ANCHORS[space]["HELP@10"]
+                print(f"{space} n=10: {kind} mean Spearman {value:.4f} ({column}) vs HELP {anchor}: "
+                      f"{'BEATS' if value > anchor else 'DOES NOT BEAT'}")
+    few_shot(tables)
+
+
+def few_shot(tables: dict[str, pd.DataFrame]) -> None:
+    """Random vs designed shots at 10 and 20 measurements, and the few-shot target."""
+    lines, reached = [], {}
+    for space, column, label in (("nb201", "sp:mean", "nb201, HELP's 6 test devices"),
+                                 ("fbnet", "sp:HELP", "fbnet, HELP's 3 test devices"),
+                                 ("fbnet", "sp:mean", "fbnet, all 6 devices")):
+        t = tables.get(space)
+        if t is None or column not in t:
+            continue
+        cells = []
+        for size in (10, 20):
+            for kind in ("transfer", DESIGNED):
+                r = t[(t.predictor == kind) & (t.n == size)]
+                cells.append(float(r[column].iloc[0]) if not r.empty else float("nan"))
+        lines.append(f"{label:<30} " + "  ".join(f"{v:>8.4f}" for v in cells))
+        if column == ("sp:HELP" if space == "fbnet" else "sp:mean"):
+            reached[space] = cells[1]
+    if not lines:
+        return
+    print("\n=== transfer: random vs designed shots (mean Spearman, test = all other architectures) ===")
+    print(f"{'':<30} {'10 rand':>8}  {'10 des.':>8}  {'20 rand':>8}  {'20 des.':>8}")
+    print("\n".join(lines))
+    for space, value in reached.items():
+        gap = FEW_SHOT_TARGET - value
+        verdict = "MET" if value >= FEW_SHOT_TARGET else f"MISSED by {gap:.4f}"
+        print(f"target {space}: 10 designed shots {value:.4f} >= {FEW_SHOT_TARGET}: {verdict}")
+    if len(reached) == 2:
+        met = all(v >= FEW_SHOT_TARGET for v in reached.values())
+        print(f"few-shot target (10 measurements >= {FEW_SHOT_TARGET} on both spaces): "
+              f"{'MET' if met else 'MISSED'}")
 
 
 # ---- own measurements --------------------------------------------------------------------------
@@ -266,7 +336,7 @@ def own_device(args: argparse.Namespace, kinds: list[str], sizes: list[int], tmp
         help_table = load_help(space.key, tmp / "help.sqlite")
         _STATE["refs"] = {space.key: fit_references(help_table, reference_series(space.key))}
     else:
-        kinds = [k for k in kinds if k != "transfer"]
+        kinds = [k for k in kinds if k not in ("transfer", DESIGNED)]
         print(f"(no reference devices for {space.key}: transfer skipped)")
     _STATE["tables"] = {space.key: own}
     sizes = [s for s in sizes if s < len(own.archs)]
@@ -309,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             table = load_help(name, Path(tmp) / f"{name}.sqlite")
             _STATE["tables"][name] = table
-            if "transfer" in kinds:
+            if "transfer" in kinds or DESIGNED in kinds:
                 _STATE["refs"][name] = fit_references(table, reference_series(name))
             if "flops" in kinds:
                 predictors.create("flops", table.space).costs.costs(table.archs[:1])  # probe once

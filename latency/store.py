@@ -13,6 +13,14 @@ object with ``to_dict()``, a device as its fingerprint dict.
 Opening never changes a file that is not already an hwnas store: a file that is
 not SQLite, or an SQLite database with other tables, is refused with
 :class:`StoreError` before anything is written.
+
+Several processes on one machine may write one store at once (each transaction is
+``BEGIN IMMEDIATE`` with a 30 s busy timeout). Several *machines* must not: SQLite's WAL
+keeps its index in shared memory, so "all processes using a database must be on the
+same host computer; WAL does not work over a network filesystem" (sqlite.org/wal.html).
+Opening a store on NFS, SMB or a similar file system logs a warning; machines share
+measurements through one Ray driver or by ``export`` + :meth:`MeasurementStore.merge` /
+:func:`latency.store_exchange.import_file` (docs/shared-store.md).
 """
 
 from __future__ import annotations
@@ -142,6 +150,33 @@ _FRAME_FROM = ("measurements m JOIN archs a ON a.id = m.arch_ref "
                "JOIN devices d ON d.id = m.device_ref")
 
 
+# File systems on which SQLite's WAL shared-memory index is not shared between machines.
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "lustre",
+                       "gpfs", "ceph", "fuse.glusterfs", "glusterfs", "afs", "beegfs", "fuse.s3fs",
+                       "fuse.gcsfuse", "fuse.rclone", "virtiofs", "vboxsf")
+
+
+def filesystem_type(path: "str | os.PathLike[str]", mounts: str | None = None) -> str | None:
+    """Type of the file system holding ``path`` (the longest mount point above it in
+    ``/proc/mounts``, or ``mounts`` text in that format); None where unknown."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = str(Path(path).resolve())
+    best, kind = -1, None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), parts[2]
+    return kind
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -194,6 +229,12 @@ class MeasurementStore:
         self.readonly = readonly
         created = not self.path.exists()
         existing = self._check_file()
+        fs = filesystem_type(self.path.parent)
+        if fs in NETWORK_FILESYSTEMS:
+            log.warning("measurement store %s is on a network file system (%s): SQLite's WAL "
+                        "needs every process that opens it on one machine; profile from other "
+                        "machines through Ray or export/import instead (docs/shared-store.md)",
+                        self.path, fs)
         self._conn = self._connect()
         try:
             if existing:
@@ -502,6 +543,46 @@ class MeasurementStore:
                 counts.append(conn.total_changes - before)
         return counts
 
+    def merge(self, path: "str | os.PathLike[str]") -> dict[str, int]:
+        """Copy every measurement of another hwnas store file into this one, in one
+        transaction, keeping device ids, fingerprints, statistics and samples; rows already
+        here are kept as they are. Returns ``{device label: rows newly stored}``."""
+        source = Path(path)
+        if source.resolve() == self.path.resolve():
+            raise StoreError(f"cannot import measurement store {source} into itself")
+        MeasurementStore(source, readonly=True).close()  # an hwnas store of this schema, or one sentence
+        columns = ("batch", "input_shape", "latency_ms", "statistic", *_STAT_COLUMNS, "samples",
+                   "aux_samples", "created_at")
+        insert = (f"INSERT OR IGNORE INTO measurements (arch_ref, device_ref, {', '.join(columns)}) "
+                  f"SELECT a.id, d.id, {', '.join('m.' + c for c in columns)} "
+                  f"FROM src.measurements m JOIN src.archs sa ON sa.id = m.arch_ref "
+                  f"JOIN main.archs a ON a.space = sa.space AND a.arch = sa.arch "
+                  f"JOIN src.devices sd ON sd.id = m.device_ref "
+                  f"JOIN main.devices d ON d.device_id = sd.device_id "
+                  f"WHERE sd.device_id = ? ORDER BY m.id")
+        try:
+            self._conn.execute("ATTACH DATABASE ? AS src", (f"{source.resolve().as_uri()}?mode=ro",))
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read measurement store {source}: {error}") from None
+        counts: dict[str, int] = {}
+        try:
+            with self._write() as conn:
+                conn.execute("INSERT OR IGNORE INTO devices (device_id, label, source, fingerprint, "
+                             "created_at) SELECT device_id, label, source, fingerprint, created_at "
+                             "FROM src.devices")
+                conn.execute("INSERT OR IGNORE INTO archs (space, arch) SELECT space, arch "
+                             "FROM src.archs ORDER BY id")
+                for device_id, label in conn.execute(
+                        "SELECT device_id, label FROM src.devices ORDER BY label").fetchall():
+                    before = conn.total_changes
+                    conn.execute(insert, (device_id,))
+                    counts[label] = counts.get(label, 0) + conn.total_changes - before
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot import measurement store {source}: {error}") from None
+        finally:
+            self._conn.execute("DETACH DATABASE src")
+        return counts
+
     # ---- reading ----------------------------------------------------------------------
     def has(self, space_key: str, arch_str: str, device_id: str, batch: int,
             input_shape: "str | Sequence[int]") -> bool:
@@ -541,8 +622,11 @@ class MeasurementStore:
         names = list(_FRAME_COLUMNS) + (["samples", "aux_samples"] if samples else [])
         frame = pd.DataFrame(self._query(sql, params), columns=names)
         if samples:
-            frame["samples"] = [json.loads(s) if s else [] for s in frame["samples"]]
-            frame["aux_samples"] = [json.loads(s) if s else {} for s in frame["aux_samples"]]
+            # pandas reads a text column with NULLs as str dtype with NaN: test for text
+            frame["samples"] = [json.loads(s) if isinstance(s, str) and s else []
+                                for s in frame["samples"]]
+            frame["aux_samples"] = [json.loads(s) if isinstance(s, str) and s else {}
+                                    for s in frame["aux_samples"]]
         return frame
 
     def devices(self) -> pd.DataFrame:
@@ -567,7 +651,9 @@ class MeasurementStore:
     # ---- export -----------------------------------------------------------------------
     def export(self, path: "str | os.PathLike[str]", samples: bool = False,
                **filters: Any) -> Path:
-        """Write ``frame(**filters)`` to ``.csv`` or ``.parquet`` (Parquet needs pyarrow)."""
+        """Write ``frame(**filters)`` plus each device's ``fingerprint`` (JSON) to ``.csv`` or
+        ``.parquet`` (Parquet needs pyarrow); ``latency.store_exchange.import_file`` reads it
+        back into another store under the same device ids."""
         target = Path(path)
         suffix = target.suffix.lower()
         if suffix not in (".csv", ".parquet"):
@@ -581,6 +667,8 @@ class MeasurementStore:
         except OutputError as error:
             raise StoreError(str(error)) from None
         frame = self.frame(samples=samples, **filters)
+        stored = dict(self._query("SELECT device_id, fingerprint FROM devices"))
+        frame["fingerprint"] = frame["device_id"].map(stored)  # so an import keeps the device
         if samples:
             for column in ("samples", "aux_samples"):
                 frame[column] = [json.dumps(s) for s in frame[column]]

@@ -209,7 +209,7 @@ def _fit(args: argparse.Namespace) -> int:
         own = {reference_key(label, b) for b in frame.loc[frame.device_id == device_id, "batch"].unique()}
         keys = [k if "@b" in k else reference_key(k, 1) for k in args.references.split(",")] \
             if args.references else None
-        pred.fit_references(frame, keys=keys, exclude=own)
+        pred.fit_references(frame, keys=keys, exclude=own, input_shape=shape)
         print(f"references: {', '.join(pred.references)}")
     started = time.perf_counter()
     pred.fit([archs[i] for i in train], ms[train])

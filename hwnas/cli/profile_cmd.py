@@ -76,10 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "typical, typical-diverse, "
                              "proportional, or random (the baseline); see latency.active")
     active.add_argument("--save", metavar="PRED.pt", help="save the final mlp predictor here")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="CSV",
-                        help="import a HELP latency table (shared data) into --db instead of measuring")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
+                        help="import measurements into --db instead of measuring: another store "
+                             "(.sqlite), a file written by --export (.csv/.parquet) or a HELP "
+                             "latency table (shared data); rows already stored are skipped")
     parser.add_argument("--export", metavar="FILE",
-                        help="after profiling/importing, write the store to FILE (.csv or .parquet)")
+                        help="after profiling/importing (or alone), write the store to FILE (.csv or "
+                             ".parquet), device fingerprints included, for --import elsewhere")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from hwnas import executors
 
@@ -142,11 +145,11 @@ def read_archs(space: Any, path: str) -> list[Any]:
 
 
 def _import_tables(args: argparse.Namespace, store: Any) -> None:
-    from latency.help_import import import_help_table
+    from latency.store_exchange import import_file
 
-    for csv in args.imports:
-        counts = import_help_table(store, csv)
-        print(f"{Path(csv).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
+    for path in args.imports:
+        counts = import_file(store, path)
+        print(f"{Path(path).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
               f"in {store.path}")
         for label, added in counts.items():
             print(f"  {label:<22} {added:>8,}")
@@ -217,14 +220,19 @@ def run(args: argparse.Namespace) -> int:
     from latency.store import MeasurementStore
     from spaces.errors import HwnasError
 
+    measuring = args.device or args.space or args.num is not None or args.archs
     if args.imports:
-        if args.device or args.space or args.num is not None or args.archs:
+        if measuring:
             raise HwnasError("--import only imports a table; run profiling as a separate command")
         _check_outputs(args)
         with MeasurementStore(args.db) as store:  # closed on any error: no journal left behind
             _import_tables(args, store)
             if args.export:
                 print(f"exported {store.export(args.export)}")
+        return 0
+    if args.export and not measuring:  # export what is stored, measure nothing
+        with MeasurementStore(args.db, readonly=True) as store:
+            print(f"exported {len(store):,} rows to {store.export(args.export)}")
         return 0
 
     if not args.space or not args.device:

@@ -7,6 +7,10 @@ Without an address it starts a private local Ray instance (all cores, one
 connect first, because Ray itself waits a minute or more for a head that is
 not there.
 
+Token authentication (Ray's default for new clusters): before joining ``host:port`` the
+driver asks the cluster whether it needs a token and, if so, joins with this machine's
+token (``ray_auth``); a missing or wrong token is one sentence naming the fix.
+
 Retries: a task whose worker process dies is re-run up to ``max_retries``
 times (Ray's own retry); an exception raised by the job is never retried
 (``retry_exceptions=False``): HwnasErrors come back as INPUT outcomes, other
@@ -119,6 +123,10 @@ class RayExecutor(Executor):
         self._owns = True
 
     def _connect(self, address: str) -> None:
+        if endpoint(address) is not None and not address.strip().startswith("ray://"):
+            from hwnas.executors.ray_auth import prepare
+
+            prepare(address.strip())
         try:
             self.ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except ValueError as error:

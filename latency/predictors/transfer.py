@@ -20,17 +20,28 @@ Method (ours; informed by HELP, NeurIPS 2021, and nn-Meter, neither copied):
    devices.
 3. *Correction.* Residuals are fitted with a ridge look-up table over the one-hot
    (strength again by leave-one-out), so what no reference device explains -- an op
-   that is unusually slow only here -- is learnt as measurements accumulate; with
-   10 it stays near zero. From ``mlp_from`` measurements on (``correction="auto"``)
-   the residual is instead an MLP ensemble on the one-hot, which also learns
-   interactions between decisions that no additive term has.
+   that is unusually slow only here -- is learnt as measurements accumulate. With
+   ``correction="auto"`` there is none below ``lut_from`` (30) measurements: on HELP's
+   split (``benchmarks/transfer_shots.py``) a table fitted to 10 residuals cost NB201
+   0.004 mean Spearman (random shots; 0.0015 designed) and changed FBNet by < 0.001;
+   at 20 the effect is within +-0.003 either way; from 30 on it helps (random shots:
+   NB201 +0.002 at 30; FBNet, HELP's three / all six devices, +0.006 / +0.003 at 50 and
+   +0.010 / +0.006 at 90). From ``mlp_from`` measurements on the residual is instead
+   an MLP ensemble on the one-hot, which also learns interactions between decisions
+   that no additive term has.
+
+*Which* architectures are measured matters as much as the model: see
+:func:`latency.shots.choose_shots` (a D-optimal design over the reference features).
 
 References: a dict ``{name: fitted Predictor}`` or :meth:`fit_references` on a
-store frame. The reference devices and their predictors are saved inside the file.
+store frame; only rows of this predictor's space and of one input shape are used
+(others are ignored with a logged warning), so latencies of different inputs are
+never mixed. The reference devices and their predictors are saved inside the file.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -39,10 +50,13 @@ import torch
 from scipy.optimize import nnls
 
 from latency.encoding import one_hot
-from latency.predictors.base import Predictor, PredictorError, SoftNotSupported
+from latency.predictors.base import Predictor, PredictorError, PredictorMismatch, SoftNotSupported
 from latency.predictors.lut import ridge_loo
+from latency.store import StoreError, shape_key
 from spaces.arch import Arch
 from spaces.base import Space
+
+log = logging.getLogger(__name__)
 
 MIX_ALPHAS = tuple(10.0 ** (k / 2) for k in range(-6, 7))
 CORRECTIONS = ("auto", "lut", "mlp", "none")
@@ -101,6 +115,42 @@ def reference_key(label: str, batch: int) -> str:
     return f"{label}@b{int(batch)}"
 
 
+def _shape(value: Any) -> str:
+    try:
+        return shape_key(value)
+    except StoreError as error:
+        raise PredictorError(str(error)) from None
+
+
+def reference_rows(frame: pd.DataFrame, space_key: str,
+                   input_shape: "str | Sequence[int] | None" = None) -> tuple[pd.DataFrame, str | None]:
+    """The rows of a store frame a transfer predictor of ``space_key`` may learn from, and
+    their input shape: rows of other spaces are dropped, and of the input shapes only
+    ``input_shape`` (default: the most frequent one). Latencies of another space or input
+    size describe other networks, so mixing them in would corrupt the mixture; what is
+    dropped is logged as a warning."""
+    if "space" in frame.columns:
+        other = frame["space"] != space_key
+        if other.any():
+            log.warning("transfer references: ignoring %d rows of other spaces (%s); only %s "
+                        "measurements are references", int(other.sum()),
+                        ", ".join(sorted(map(str, frame.loc[other, "space"].unique()))), space_key)
+            frame = frame[~other]
+    if "input_shape" not in frame.columns or frame.empty:
+        return frame, _shape(input_shape) if input_shape is not None else None
+    shapes = frame["input_shape"].map(_shape)
+    target = _shape(input_shape) if input_shape is not None else str(shapes.mode().iloc[0])
+    other = shapes != target
+    if other.all():
+        raise PredictorError(f"no reference measurements of {space_key} at input shape {target}; "
+                             f"stored: {', '.join(sorted(shapes.unique()))}")
+    if other.any():
+        log.warning("transfer references: ignoring %d rows at input shape(s) %s; references must "
+                    "share the new device's input shape %s", int(other.sum()),
+                    ", ".join(sorted(shapes[other].unique())), target)
+    return frame[~other], target
+
+
 def reference_series(frame: pd.DataFrame) -> dict[str, tuple[list[str], np.ndarray]]:
     """Split a store frame into ``{label@bBATCH: (arch strings, ms)}``; where a device has
     several input shapes at one batch, the most frequent shape is used."""
@@ -125,7 +175,7 @@ class TransferPredictor(Predictor):
 
     def __init__(self, space: Space, *, references: Mapping[str, Predictor] | None = None,
                  reference_kind: str = "auto", reference_options: Mapping[str, Any] | None = None,
-                 correction: str = "auto", mlp_from: int = 100,
+                 correction: str = "auto", lut_from: int = 30, mlp_from: int = 100,
                  mlp_options: Mapping[str, Any] | None = None, design_size: int = 2000,
                  extras: Sequence[str] = (), seed: int = 0) -> None:
         if extras:
@@ -137,7 +187,7 @@ class TransferPredictor(Predictor):
         if correction not in CORRECTIONS:
             raise PredictorError(f"transfer correction must be one of {', '.join(CORRECTIONS)}, "
                                  f"got {correction!r}")
-        self.correction, self.mlp_from = correction, int(mlp_from)
+        self.correction, self.lut_from, self.mlp_from = correction, int(lut_from), int(mlp_from)
         self.mlp_options = dict(mlp_options or {})
         self.design_size = int(design_size)
         self.residual: Predictor | None = None
@@ -152,7 +202,7 @@ class TransferPredictor(Predictor):
     def config(self) -> dict[str, Any]:
         return {**super().config, "reference_kind": self.reference_kind,
                 "reference_options": self.reference_options, "correction": self.correction,
-                "mlp_from": self.mlp_from, "mlp_options": self.mlp_options,
+                "lut_from": self.lut_from, "mlp_from": self.mlp_from, "mlp_options": self.mlp_options,
                 "design_size": self.design_size}
 
     # ---- references --------------------------------------------------------------------
@@ -163,30 +213,74 @@ class TransferPredictor(Predictor):
                                      f"not {self.space.key}")
             if not pred.fitted:
                 raise PredictorError(f"reference {name!r} is not fitted")
+        shapes = {name: _shape(pred.device["input_shape"]) for name, pred in references.items()
+                  if (pred.device or {}).get("input_shape")}
+        if len(set(shapes.values())) > 1:
+            listed = ", ".join(f"{name} {shape}" for name, shape in sorted(shapes.items()))
+            raise PredictorError(f"the reference devices were measured at different input shapes "
+                                 f"({listed}); use references of one input shape")
         self.references = dict(sorted(references.items()))
         return self
 
+    @property
+    def reference_shape(self) -> str | None:
+        """The input shape the references were measured at, where they record it."""
+        for pred in self.references.values():
+            if (pred.device or {}).get("input_shape"):
+                return _shape(pred.device["input_shape"])
+        return None
+
+    def set_device(self, device_id: str | None, label: str | None = None,
+                   fingerprint: dict[str, Any] | None = None, batch: int | None = None,
+                   input_shape: str | None = None) -> "TransferPredictor":
+        """As :meth:`Predictor.set_device`; refuses a device measured at another input shape
+        than the references (a mixture of latencies of other inputs would be wrong)."""
+        shape = self.reference_shape
+        if input_shape is not None and shape is not None and _shape(input_shape) != shape:
+            raise PredictorMismatch(f"the transfer predictor's references were measured at input "
+                                    f"shape {shape}, the device at {_shape(input_shape)}; fit "
+                                    f"references at {_shape(input_shape)}")
+        super().set_device(device_id, label, fingerprint, batch, input_shape)
+        return self
+
     def fit_references(self, frame: pd.DataFrame, keys: Sequence[str] | None = None,
-                       exclude: Sequence[str] = (), min_size: int = 30) -> "TransferPredictor":
+                       exclude: Sequence[str] = (), min_size: int = 30,
+                       input_shape: "str | Sequence[int] | None" = None) -> "TransferPredictor":
         """Fit one ``reference_kind`` predictor per ``label@bBATCH`` series of a store frame
-        (all with at least ``min_size`` rows, or exactly ``keys``), skipping ``exclude``."""
+        (all with at least ``min_size`` rows, or exactly ``keys``), skipping ``exclude`` (the
+        device being fitted). Only rows of this space at ``input_shape`` (default: the most
+        frequent shape) are used; others are ignored with a logged warning."""
+        frame, shape = reference_rows(frame, self.space.key, input_shape)
         series = reference_series(frame)
+        excluded = set(exclude)
+        at = f" at input shape {shape}" if shape else ""
         if keys is not None:
+            own = [k for k in keys if k in excluded]
+            if own:
+                raise PredictorError(f"{', '.join(own)} is the device being fitted; it cannot be "
+                                     f"its own reference")
             missing = [k for k in keys if k not in series]
             if missing:
-                raise PredictorError(f"no reference data for {', '.join(missing)}; "
-                                     f"available: {', '.join(series) or 'none'}")
+                available = [k for k in series if k not in excluded]
+                raise PredictorError(f"no reference data for {', '.join(missing)} ({self.space.key}"
+                                     f"{at}); available: {', '.join(available) or 'none'}")
             series = {k: series[k] for k in keys}
-        series = {k: v for k, v in series.items()
-                  if k not in set(exclude) and (keys is not None or len(v[0]) >= min_size)}
+        small = [k for k, v in series.items()
+                 if k not in excluded and keys is None and len(v[0]) < min_size]
+        if small:
+            log.info("transfer references: skipping %s (fewer than %d measurements)",
+                     ", ".join(small), min_size)
+        series = {k: v for k, v in series.items() if k not in excluded and k not in small}
         if not series:
             raise PredictorError(f"the transfer predictor needs reference devices with at least "
-                                 f"{min_size} measurements of {self.space.key}; none found")
+                                 f"{min_size} measurements of {self.space.key}{at}; none found")
         refs = {}
         for key, (archs, ms) in series.items():
             refs[key] = fit_reference_predictor(self.space, archs, ms, self.reference_kind,
                                                 self.reference_options, self.seed)
-            refs[key].set_device(None, key)
+            refs[key].set_device(None, key, input_shape=shape)
+        log.info("transfer references for %s%s: %s", self.space.key, at,
+                 ", ".join(f"{k} ({refs[k].kind}, {len(series[k][0])} rows)" for k in refs))
         return self.set_references(refs)
 
     def _features(self, archs: list[Arch]) -> np.ndarray:
@@ -201,13 +295,7 @@ class TransferPredictor(Predictor):
                                  "or call fit_references() with stored measurements of other devices")
         y = np.log(ms)
         z = self._features(archs)
-        design = self._features(design_archs(self.space, self.design_size, self.seed))
-        mu, sd = design.mean(0), design.std(0) + 1e-9
-        w_ridge, b_ridge, self.mix_alpha, _ = ridge_loo((z - mu) / sd, y, MIX_ALPHAS)
-        coef, _ = nnls(np.concatenate([z, np.ones((len(y), 1)), -np.ones((len(y), 1))], 1), y)
-        w_nnls, b_nnls = coef[:-2], coef[-2] - coef[-1]
-        self.weights = 0.5 * (w_ridge / sd + w_nnls)
-        self.bias = float(0.5 * (b_ridge - (mu / sd) @ w_ridge + b_nnls))
+        self.weights, self.bias = self._mix(z, y)
         self.table = np.zeros(self.space.num_options)
         self.residual = None
         # one affine fit in log space per reference: their disagreement is the uncertainty
@@ -216,7 +304,7 @@ class TransferPredictor(Predictor):
         residual = y - (self.bias + z @ self.weights)
         mode = self.correction
         if mode == "auto":
-            mode = "mlp" if len(y) >= self.mlp_from else "lut"
+            mode = "mlp" if len(y) >= self.mlp_from else "lut" if len(y) >= self.lut_from else "none"
         if mode == "lut":
             onehot = one_hot(self.space, archs).astype(np.float64)
             self.table, shift, _, _ = ridge_loo(onehot, residual, CORRECTION_ALPHAS)
@@ -228,6 +316,17 @@ class TransferPredictor(Predictor):
             options = {"seed": self.seed, **self.mlp_options}
             self.residual = MLPPredictor(self.space, **options).fit(archs, np.exp(residual))
             self.residual.train_archs = []  # already recorded by this predictor
+
+    def _mix(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Weights and bias of ``y ~ b + z w`` (``z``: reference log latencies): the mean of
+        a ridge fit on features standardised over a fixed sample of the space and a
+        non-negative least-squares fit."""
+        design = self._features(design_archs(self.space, self.design_size, self.seed))
+        mu, sd = design.mean(0), design.std(0) + 1e-9
+        w_ridge, b_ridge, self.mix_alpha, _ = ridge_loo((z - mu) / sd, y, MIX_ALPHAS)
+        coef, _ = nnls(np.concatenate([z, np.ones((len(y), 1)), -np.ones((len(y), 1))], 1), y)
+        w_nnls, b_nnls = coef[:-2], coef[-2] - coef[-1]
+        return 0.5 * (w_ridge / sd + w_nnls), float(0.5 * (b_ridge - (mu / sd) @ w_ridge + b_nnls))
 
     def _predict(self, archs: list[Arch]) -> np.ndarray:
         onehot = one_hot(self.space, archs).astype(np.float64)

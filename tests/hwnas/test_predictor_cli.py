@@ -99,6 +99,20 @@ def test_transfer_uses_the_other_devices_as_references(tmp_path, capsys, db):
     assert mape < 2.0  # ten measurements suffice for a blend of known devices
 
 
+@pytest.mark.parametrize("references,message", [
+    ("help:ref,help:nope", "no reference data for help:nope@b1 (nb201 at input shape 3x32x32); "
+                           "available: bad:neg@b1, help:ref@b1, help:ref2@b1, ort:cpu/4t@Other@b1"),
+    ("ort:cpu/1t@Test CPU", "ort:cpu/1t@Test CPU@b1 is the device being fitted; it cannot be its own "
+                            "reference"),
+])
+def test_transfer_references_bad_input_exits_2(tmp_path, capsys, db, references, message):
+    code, out, err = run(capsys, "predictor", "fit", "--db", db, "--device", "ort:cpu/1t@Test CPU",
+                         "--space", "nb201", "--kind", "transfer", "-o", tmp_path / "tr.pt",
+                         "--train-size", 10, "--references", references)
+    assert code == 2 and err == f"hwnas: error: {message}.\n", err
+    assert not (tmp_path / "tr.pt").exists()
+
+
 def test_device_prefix_must_be_unambiguous(tmp_path, capsys, db):
     code, _, err = run(capsys, "predictor", "fit", "--db", db, "--device", "ort:cpu", "--space", "nb201",
                        "--kind", "lut", "-o", tmp_path / "x.pt")
