@@ -137,7 +137,29 @@ def judge(store: Any, space: Space, refs: list[Reference], own: dict[str, float]
     return refs
 
 
-def reference_frame(store: Any, space: Space, refs: list[Reference]) -> pd.DataFrame:
-    """The store rows of the usable references, for ``TransferPredictor.fit_references``."""
+def reference_frame(store: Any, space: Space, refs: list[Reference],
+                    only_used: bool = True) -> pd.DataFrame:
+    """The store rows of the (usable) references, for ``TransferPredictor.fit_references``."""
     frame = store.frame(space=space.key)
-    return frame[frame["device_id"].isin([r.device_id for r in refs if r.used])]
+    return frame[frame["device_id"].isin([r.device_id for r in refs if r.used or not only_used])]
+
+
+def fit_reference_predictors(store: Any, space: Space, refs: list[Reference],
+                             input_shape: Sequence[int], seed: int) -> dict[str, Any]:
+    """One fitted predictor per reference series (what the transfer predictor mixes)."""
+    from latency import predictors
+
+    holder = predictors.create("transfer", space, seed=seed)
+    holder.fit_references(reference_frame(store, space, refs, only_used=False),
+                          keys=[r.key for r in refs], input_shape=tuple(input_shape))
+    return dict(holder.references)
+
+
+def designed_shots(space: Space, reference_predictors: dict[str, Any], pool: list[Arch], k: int,
+                   seed: int) -> list[Arch]:
+    """The ``k`` architectures of ``pool`` that spread the references' predicted latencies
+    best (``latency.shots.choose_shots``, a D-optimal design): 10 designed shots reached
+    what 20 random ones do on HELP's devices (benchmarks/results/transfer_few_shot.txt)."""
+    from latency.shots import choose_shots
+
+    return choose_shots(space, reference_predictors, k, pool=pool or None, seed=seed)

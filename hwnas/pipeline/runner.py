@@ -170,12 +170,17 @@ class Pipeline:
         initial = s.initial_for(bool(self.references))
         shots = None
         if self.references:
-            from hwnas.pipeline.references import shot_pool
+            from hwnas.pipeline.references import (designed_shots, fit_reference_predictors,
+                                                   shot_pool)
 
-            shots = shot_pool(store, self.space, self.references, initial)
+            state.reference_predictors = fit_reference_predictors(
+                store, self.space, self.references, self.meter.job.input_shape, s.seed)
+            pool = shot_pool(store, self.space, self.references, initial)
+            shots = designed_shots(self.space, state.reference_predictors, pool, initial, s.seed)
             self.say(f"reference devices in the store: "
-                     f"{', '.join(f'{r.label} ({r.rows})' for r in self.references)}; "
-                     f"{initial} first measurements drawn from what they measured")
+                     f"{', '.join(f'{r.label} ({r.rows})' for r in self.references)}; the "
+                     f"{initial} first measurements are chosen among what they measured, to "
+                     f"spread their predicted latencies")
         for notice in self.notices:
             self.say(f"  {notice}")
         state.sets = draw_sets(self.space, initial, s.holdout, s.pool, s.seed, shots)

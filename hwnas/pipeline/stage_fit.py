@@ -26,14 +26,15 @@ REFERENCES = "references.json"
 
 
 def fit_transfer(state: PipelineState, usable: list[Any]) -> Any:
-    """The transfer predictor on the usable references' stored rows and this device's
-    training measurements, labelled with this device."""
-    from hwnas.pipeline.references import reference_frame
+    """The transfer predictor on the usable references (their predictors, fitted once when
+    the run started) and this device's training measurements, labelled with this device."""
+    from hwnas.pipeline.references import fit_reference_predictors
     from latency import predictors
 
-    model = predictors.create("transfer", state.space, seed=state.settings.seed)
-    model.fit_references(reference_frame(state.meter.store, state.space, usable),
-                         keys=[r.key for r in usable])
+    fitted = state.reference_predictors or fit_reference_predictors(
+        state.meter.store, state.space, usable, state.meter.job.input_shape, state.settings.seed)
+    model = predictors.create("transfer", state.space, seed=state.settings.seed,
+                              references={r.key: fitted[r.key] for r in usable})
     model.fit(state.archs, state.ms)
     meter = state.meter
     return model.set_device(meter.device_id, meter.label, meter.fingerprint, meter.job.batch,

@@ -33,6 +33,7 @@ class PipelineState:
     # stage 1
     references: list[Any] = field(default_factory=list)   # references.Reference candidates
     reference_notices: list[str] = field(default_factory=list)
+    reference_predictors: dict[str, Any] = field(default_factory=dict)  # fitted, per series
     sets: Any = None                   # latency_model.Sets: train / holdout / pool
     train_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     holdout_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
