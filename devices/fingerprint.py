@@ -9,8 +9,6 @@ changing speed (host name, kernel release, CPU MHz readout).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import re
@@ -18,17 +16,13 @@ import subprocess
 from functools import lru_cache
 from typing import Any
 
+from spaces.core.ids import fingerprint_id
+
+__all__ = ["cpu_info", "cudnn_version", "fingerprint_id", "gpu_info", "short_cpu_name"]
+
 # Instruction-set extensions that change which kernels a library picks.
 _ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8",
               "neon", "asimd", "sve")
-
-
-def fingerprint_id(fingerprint: dict[str, Any]) -> str:
-    """Stable 12-hex-digit id: SHA-256 of the canonical JSON of every field but
-    ``id`` and ``label`` (the store computes the same when a dict has no ``id``)."""
-    body = {k: v for k, v in fingerprint.items() if k not in ("id", "label")}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)

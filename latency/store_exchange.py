@@ -24,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from latency.store import _SQLITE_HEADER, _STAT_COLUMNS, MeasurementStore, StoreError, device_id_of
+from latency.store import MeasurementStore, StoreError, device_id_of
+from latency.store.schema import _SQLITE_HEADER, _STAT_COLUMNS
 
 EXPORT_COLUMNS = ("space", "arch", "device_id", "device_label", "batch", "input_shape", "latency_ms")
 

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from hwnas.pipeline.audit import audit_text, budget_margin, judge, refit
-from hwnas.pipeline.candidates import Candidate, build_module, network_folder, prepare
+from hwnas.pipeline.candidates import Candidate, build_module, prepare
 from hwnas.pipeline.engines import make_engine
 from hwnas.pipeline.measuring import NetworkToTime
 from hwnas.pipeline.stages import Stage

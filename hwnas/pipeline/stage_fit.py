@@ -87,8 +87,8 @@ class FitStage(Stage):
                                   "notices": list(state.reference_notices)}
         if not usable:
             record["chosen"] = "mlp"
-            record["why"] = (f"no reference shares at least 10 measured architectures with "
-                             f"this device: the plain ensemble is used")
+            record["why"] = ("no reference shares at least 10 measured architectures with "
+                             "this device: the plain ensemble is used")
             state.say(f"  {record['why']}")
         else:
             ensemble = state.predictor

@@ -98,7 +98,7 @@ def test_filesystem_type_takes_the_longest_mount_point():
 
 
 def test_a_store_on_a_network_file_system_is_a_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr("latency.store.filesystem_type", lambda path, mounts=None: "nfs4")
+    monkeypatch.setattr("latency.store.file.filesystem_type", lambda path, mounts=None: "nfs4")
     with caplog.at_level(logging.WARNING, logger="latency.store"):
         MeasurementStore(tmp_path / "lat.sqlite").close()
     assert "network file system (nfs4)" in caplog.text and "docs/shared-store.md" in caplog.text
