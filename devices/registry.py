@@ -8,36 +8,39 @@ not import onnxruntime or tensorrt.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from devices.base import Profiler
 from devices.errors import DeviceUnavailable
+from spaces.core import Registry
 from spaces.errors import UnknownName
 
-_REGISTRY: dict[str, str | Callable[..., Profiler]] = {
+DEVICES: Registry[type[Profiler]] = Registry("device", {
     "torch:cpu": "devices.torch_backend:TorchCPUProfiler",
     "torch:cuda": "devices.torch_backend:TorchCUDAProfiler",
     "ort:cpu": "devices.ort_backend:OrtCPUProfiler",
     "ort:cuda": "devices.ort_backend:OrtCUDAProfiler",
     "ort:tensorrt": "devices.ort_backend:OrtTensorRTProfiler",
     "tensorrt": "devices.tensorrt_backend:TensorRTProfiler",
-}
+})
 # Backends whose spec takes a device index (default 0).
 _INDEXED = {"torch:cuda", "ort:cuda", "ort:tensorrt", "tensorrt"}
 ALIASES = {"cpu": "torch:cpu", "cuda": "torch:cuda:0"}
+names = DEVICES.names
 
 
 def register(name: str, factory: "str | Callable[..., Profiler]", indexed: bool = False) -> None:
     """Add a backend (a class or a ``module:attr`` path) under ``name``."""
-    _REGISTRY[name] = factory
+    DEVICES.register(name, factory)
     if indexed:
         _INDEXED.add(name)
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+def unregister(name: str) -> None:
+    """Remove a backend (tests that register a stand-in clean up with it)."""
+    DEVICES.unregister(name)
+    _INDEXED.discard(name)
 
 
 def _known() -> list[str]:
@@ -48,7 +51,7 @@ def parse(spec: str) -> tuple[str, int | None]:
     """``"ort:cuda:1"`` -> ``("ort:cuda", 1)``; ``"cpu"`` -> ``("torch:cpu", None)``."""
     text = str(spec).strip().lower()
     text = ALIASES.get(text, text)
-    if text in _REGISTRY:
+    if text in DEVICES:
         return text, (0 if text in _INDEXED else None)
     head, _, tail = text.rpartition(":")
     if head in _INDEXED and tail.isdigit():
@@ -64,11 +67,6 @@ def canonical(name: str, index: int | None) -> str:
     return f"{name}:{index}"
 
 
-def _resolve(entry: "str | Callable[..., Profiler]") -> Any:
-    if callable(entry):
-        return entry
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def get(spec: str, **settings: Any) -> Profiler:
@@ -76,7 +74,7 @@ def get(spec: str, **settings: Any) -> Profiler:
     plan=TimingPlan(...)) go to its constructor. Raises UnknownName for a bad spec and
     DeviceUnavailable (one sentence) when the backend cannot run here."""
     name, index = parse(spec)
-    cls = _resolve(_REGISTRY[name])
+    cls = DEVICES.get(name)
     reason = cls.unavailable_reason(index)
     if reason:
         raise DeviceUnavailable(reason)
@@ -105,12 +103,12 @@ def available() -> list[DeviceStatus]:
     """Every backend on this machine (each GPU index separately), runnable or not and why."""
     gpus = max(1, _gpu_count())
     rows = []
-    for name in _REGISTRY:  # registration order: torch, ort, tensorrt
+    for name in DEVICES.in_order():  # registration order: torch, ort, tensorrt
         indices: list[int | None] = list(range(gpus)) if name in _INDEXED else [None]
         for index in indices:
             spec = canonical(name, index)
             try:
-                reason = _resolve(_REGISTRY[name]).unavailable_reason(index)
+                reason = DEVICES.get(name).unavailable_reason(index)
             except Exception as error:  # noqa: BLE001 - report, never crash the listing
                 reason = f"{spec} check failed: {error}"
             rows.append(DeviceStatus(spec, not reason, reason or ""))

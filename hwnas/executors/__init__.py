@@ -11,7 +11,6 @@ and build the executor with :func:`from_args`.
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
 from hwnas.executors.base import (CRASH, INPUT, LOST, OK, EvaluationFailed, Executor,
@@ -19,29 +18,19 @@ from hwnas.executors.base import (CRASH, INPUT, LOST, OK, EvaluationFailed, Exec
 from hwnas.executors.jobs import DeviceWorker, EvaluatorRecipe, ProfileJob
 from hwnas.executors.parallel_evaluator import ParallelEvaluator, parallel
 from hwnas.executors.profiling import GroupEvent, ProfileReport
-from spaces.errors import HwnasError, UnknownName
+from spaces.core import Registry
+from spaces.errors import HwnasError
 
-_REGISTRY: dict[str, str] = {
+EXECUTORS: Registry[type[Executor]] = Registry("executor", {
     "local": "hwnas.executors.local:LocalExecutor",
     "ray": "hwnas.executors.ray_executor:RayExecutor",
-}
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def register(name: str, path: str) -> None:
-    """Add an executor class under ``name`` (``module:Class``)."""
-    _REGISTRY[name] = path
+})
+names, register = EXECUTORS.names, EXECUTORS.register
 
 
 def get(name: str, **options: Any) -> Executor:
     """A started executor; options go to its constructor (``address=`` for ray)."""
-    if name not in _REGISTRY:
-        raise UnknownName("executor", name, names())
-    module, _, attr = _REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    return EXECUTORS.create(name, **options)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,15 +48,14 @@ def from_args(args: argparse.Namespace) -> Executor:
     """The executor the options name; one sentence (an HwnasError) on bad input."""
     name = getattr(args, "executor", None) or "local"
     address = getattr(args, "ray_address", None)
-    if name not in _REGISTRY:
-        raise UnknownName("executor", name, names())
+    EXECUTORS.get(name)  # an unknown name is one sentence listing the known ones
     if address and name != "ray":
         raise HwnasError("--ray-address needs --executor ray")
     return get(name, address=address) if name == "ray" else get(name)
 
 
 __all__ = [
-    "CRASH", "INPUT", "LOST", "OK", "DeviceWorker", "EvaluationFailed", "EvaluatorRecipe",
+    "CRASH", "EXECUTORS", "INPUT", "LOST", "OK", "DeviceWorker", "EvaluationFailed", "EvaluatorRecipe",
     "Executor", "ExecutorError", "ExecutorUnavailable", "GroupEvent", "Outcome",
     "ParallelEvaluator", "ProfileJob", "ProfileReport", "add_arguments", "from_args", "get",
     "names", "parallel", "register",

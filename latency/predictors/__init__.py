@@ -7,7 +7,6 @@ reference devices). Entries are import paths so listing names stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -16,27 +15,20 @@ from latency.predictors.base import (FORMAT_VERSION, Predictor, PredictorError, 
 from spaces.base import Space
 from spaces.errors import UnknownName
 
-_KINDS: dict[str, str] = {
+from spaces.core import Registry
+
+PREDICTORS: Registry[type[Predictor]] = Registry("predictor", {
     "mlp": "latency.predictors.mlp:MLPPredictor",
     "lut": "latency.predictors.lut:LUTPredictor",
     "gbdt": "latency.predictors.gbdt:GBDTPredictor",
     "flops": "latency.predictors.flops:FlopsPredictor",
     "transfer": "latency.predictors.transfer:TransferPredictor",
-}
+})
+names, register, predictor_class = PREDICTORS.names, PREDICTORS.register, PREDICTORS.get
 
-__all__ = ["FORMAT_VERSION", "Predictor", "PredictorError", "PredictorMismatch", "SoftNotSupported",
-           "create", "from_dict", "load", "names", "predictor_class"]
-
-
-def names() -> list[str]:
-    return sorted(_KINDS)
-
-
-def predictor_class(kind: str) -> type[Predictor]:
-    if kind not in _KINDS:
-        raise UnknownName("predictor", kind, names())
-    module, _, attr = _KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)
+__all__ = ["FORMAT_VERSION", "PREDICTORS", "Predictor", "PredictorError", "PredictorMismatch",
+           "SoftNotSupported", "create", "from_dict", "load", "names", "predictor_class",
+           "register"]
 
 
 def _space(space: "Space | str") -> Space:

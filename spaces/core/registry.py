@@ -58,8 +58,16 @@ class Registry(Generic[T]):
         builder file ``myspace.py:build``): it returns the entry, or None."""
         self._resolvers.append(resolver)
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a test's stand-in, a plugin being reloaded)."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def in_order(self) -> list[str]:
+        """Names in the order they were registered (e.g. torch, ort, tensorrt)."""
+        return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.canonical(name) in self._entries

@@ -92,7 +92,7 @@ def test_register_adds_a_backend():
     finally:
         from devices import registry
 
-        registry._REGISTRY.pop("fake:cpu")
+        registry.unregister("fake:cpu")
 
 
 def test_fallback_reason_prefers_the_library_error():
