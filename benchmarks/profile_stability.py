@@ -217,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.devices:
             profiler = devices.get(spec, plan=plan)
             print(f"{space.key} on {profiler.label} [{profiler.fingerprint_id}]", flush=True)
-            for protocol, block in [(p, b) for p in args.protocols for b in args.block_ms]:
-                profiler.plan = plans[block]
-                first = measure_pass(profiler, space, archs, modules, protocol, args.group)
-                second = measure_pass(profiler, space, archs, modules, protocol, args.group)
+            settings = [(p, b) for p in args.protocols for b in args.block_ms]
+            # pass 1 of every setting, then pass 2 of every setting: a slow phase of the
+            # host lands on all settings alike instead of on whichever ran then
+            passes: dict[tuple[str, float], list[Run]] = {k: [] for k in settings}
+            for _ in range(2):
+                for protocol, block in settings:
+                    profiler.plan = plans[block]
+                    passes[(protocol, block)].append(
+                        measure_pass(profiler, space, archs, modules, protocol, args.group))
+            for protocol, block in settings:
+                first, second = passes[(protocol, block)]
                 key = {"space": space.key, "device": spec, "protocol": protocol, "block ms": block,
                        "k": int(np.median([m.block_calls for m in first.measurements]))}
                 for clock in ("wall", "cpu"):

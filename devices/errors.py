@@ -6,17 +6,18 @@ sentence and exits 2 instead of showing a traceback for a missing GPU.
 
 from __future__ import annotations
 
-from spaces.errors import HwnasError
+from spaces.core.errors import InvalidOption, StepFailed, Unavailable
 
 
-class DeviceUnavailable(HwnasError, RuntimeError):
-    """The requested backend cannot run on this machine (no GPU, library missing,
-    an execution provider that silently fell back to CPU)."""
+# The requested backend cannot run on this machine (no GPU, library missing, an execution provider
+# that silently fell back to CPU).
+DeviceUnavailable = Unavailable
 
 
-class ProfilingError(HwnasError, RuntimeError):
-    """A network could not be prepared for timing (export, session or engine build failed)."""
+# A network could not be prepared for timing (export, session or engine build failed).
+ProfilingError = StepFailed
 
 
-class InvalidSetting(HwnasError, ValueError):
-    """A timing setting (threads, rounds, statistic...) is out of range."""
+InvalidSetting = InvalidOption  # A timing setting (threads, rounds, statistic...) is out of range.
+
+

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from devices.errors import InvalidSetting, ProfilingError
+from spaces.core.errors import StepFailed
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -55,8 +56,7 @@ _CACHE: "weakref.WeakKeyDictionary[Any, dict[tuple, bytes]]" = weakref.WeakKeyDi
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class ConversionError(ProfilingError):
-    """Neither exporter could turn the module into ONNX."""
+ConversionError = StepFailed  # Neither exporter could turn the module into ONNX.
 
 
 @dataclass

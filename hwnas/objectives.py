@@ -17,14 +17,15 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from spaces.errors import HwnasError, UnknownName
+from spaces.core.errors import Infeasible, InvalidOption
 
 
-class MalformedBudget(HwnasError, ValueError):
-    """A ``--budget`` string is not ``METRIC<=VALUE`` (or ``>=``) with a known unit."""
+# A ``--budget`` string is not ``METRIC<=VALUE`` (or ``>=``) with a known unit.
+MalformedBudget = InvalidOption
 
 
-class InfeasibleBudget(HwnasError, ValueError):
-    """No architecture of the space can meet a budget, so searching would be pointless."""
+# No architecture of the space can meet a budget, so searching would be pointless.
+InfeasibleBudget = Infeasible
 
 
 @dataclass(frozen=True)

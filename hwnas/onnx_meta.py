@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from spaces.errors import HwnasError
+from spaces.core.errors import DamagedFile
 
 PREFIX = "hwnas."
 
 
-class InvalidOnnxFile(HwnasError, ValueError):
-    """A path given as an ONNX model is missing or cannot be parsed as one."""
+# A path given as an ONNX model is missing or cannot be parsed as one.
+InvalidOnnxFile = DamagedFile
 
 
 def _json(value: Any) -> str:

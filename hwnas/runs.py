@@ -31,7 +31,7 @@ import pandas as pd
 
 import hwnas
 from spaces.core import OutputError, atomic_write, check_writable
-from spaces.errors import HwnasError
+from spaces.core.errors import DamagedFile
 
 CONFIG = "config.json"
 CACHE = "cache.jsonl"
@@ -47,8 +47,8 @@ BEST_MODEL = "best/model.onnx"
 RESUMABLE_KEYS = ("created", "hwnas_version", "queries", "info")
 
 
-class RunFolderError(HwnasError):
-    """The run folder cannot be used as asked (exists, not a run, other config)."""
+# The run folder cannot be used as asked (exists, not a run, other config).
+RunFolderError = DamagedFile
 
 
 def default_run_dir(root: str | Path = "runs") -> Path:

@@ -34,23 +34,20 @@ from latency.encoding import one_hot
 from latency.predictors.base import Predictor
 from spaces.arch import Arch
 from spaces.base import Space
-from spaces.errors import HwnasError, UnknownName
+from spaces.errors import UnknownName
+from spaces.core.errors import Infeasible, InvalidOption
 
 
-class ActiveError(HwnasError, ValueError):
-    """Bad input to active profiling."""
+ActiveError = InvalidOption  # Bad input to active profiling.
 
 
-class EmptyPool(ActiveError):
-    """There is nothing to choose the next measurements from."""
+EmptyPool = Infeasible  # There is nothing to choose the next measurements from.
 
 
-class BadBatch(ActiveError):
-    """The number of architectures to choose per round is below 1."""
+BadBatch = InvalidOption  # The number of architectures to choose per round is below 1.
 
 
-class BadBudget(ActiveError):
-    """The measurement budget is negative."""
+BadBudget = InvalidOption  # The measurement budget is negative.
 
 
 @dataclass(frozen=True)

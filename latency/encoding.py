@@ -28,15 +28,14 @@ import torch
 
 from spaces.arch import Arch
 from spaces.base import Space
-from spaces.errors import HwnasError
+from spaces.core.errors import InvalidOption
 
 log = logging.getLogger(__name__)
 
 EXTRAS = ("macs", "params")
 
 
-class EncodingError(HwnasError, ValueError):
-    """A soft architecture or an extra feature does not fit the space."""
+EncodingError = InvalidOption  # A soft architecture or an extra feature does not fit the space.
 
 
 def default_cache_dir() -> Path | None:

@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from spaces.core.errors import InvalidOption
 
-from spaces.errors import HwnasError
 
 FORMS = ("fbnet", "mnasnet", "hinge")
 _DEFAULTS: dict[str, dict[str, float]] = {
@@ -35,8 +35,7 @@ _DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
-class LossError(HwnasError, ValueError):
-    """An unknown loss form, a missing/invalid budget or parameter."""
+LossError = InvalidOption  # An unknown loss form, a missing/invalid budget or parameter.
 
 
 def _params(form: str, given: dict[str, Any]) -> dict[str, float]:

@@ -15,11 +15,11 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from spaces.errors import HwnasError
+from spaces.core.errors import InvalidOption
 
 
-class MetricError(HwnasError, ValueError):
-    """Predictions and measurements cannot be compared (empty, unequal, not finite)."""
+# Predictions and measurements cannot be compared (empty, unequal, not finite).
+MetricError = InvalidOption
 
 
 def _pair(pred: "Sequence[float] | np.ndarray", true: "Sequence[float] | np.ndarray",

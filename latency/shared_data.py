@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spaces.errors import HwnasError
+from spaces.core.errors import NotFound
 
 
-class DataNotFound(HwnasError, FileNotFoundError):
-    """A benchmark table the user asked for is not on this machine."""
+DataNotFound = NotFound  # A benchmark table the user asked for is not on this machine.
 
 
 def data_dir() -> Path:

@@ -25,11 +25,11 @@ from typing import Any, Sequence
 from hwnas.evaluators.base import Evaluator
 from spaces import Arch
 from spaces.core import OutputError, atomic_append
-from spaces.errors import HwnasError
+from spaces.core.errors import DamagedFile
 
 
-class CacheFileError(HwnasError):
-    """A run's evaluation cache was damaged (not written by an interrupted run)."""
+# A run's evaluation cache was damaged (not written by an interrupted run).
+CacheFileError = DamagedFile
 
 
 def read_cache(path: str | Path) -> tuple[list[tuple[Arch, dict[str, Any]]], int | None]:

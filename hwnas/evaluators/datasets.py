@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from spaces.errors import HwnasError
+from spaces.core.errors import NotFound
 
 
-class DatasetNotFound(HwnasError, FileNotFoundError):
-    """The dataset the user named is not on this machine."""
+DatasetNotFound = NotFound  # The dataset the user named is not on this machine.
 
 
 @dataclass

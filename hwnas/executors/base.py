@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from spaces import Arch
-from spaces.errors import HwnasError
+from spaces.core.errors import StepFailed, Unavailable
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from hwnas.executors.jobs import EvaluatorRecipe, ProfileJob
@@ -27,16 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
 OK, INPUT, CRASH, LOST = "ok", "input", "crash", "lost"
 
 
-class ExecutorError(HwnasError, RuntimeError):
-    """An executor cannot do its work (cluster unreachable, workers lost, a job failed)."""
+# An executor cannot do its work (cluster unreachable, workers lost, a job failed).
+ExecutorError = StepFailed
 
 
-class ExecutorUnavailable(ExecutorError):
-    """The requested executor cannot start here (Ray missing, address unreachable)."""
+# The requested executor cannot start here (Ray missing, address unreachable).
+ExecutorUnavailable = Unavailable
 
 
-class EvaluationFailed(ExecutorError):
-    """A candidate could not be evaluated for a reason retrying cannot fix."""
+# A candidate could not be evaluated for a reason retrying cannot fix.
+EvaluationFailed = StepFailed
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from spaces.errors import HwnasError
+from spaces.core.errors import Incompatible, StepFailed, Unavailable
 
 
-class ExportError(HwnasError, RuntimeError):
-    """The network could not be exported, or the export failed a check."""
+ExportError = StepFailed  # The network could not be exported, or the export failed a check.
 
 
-class WeightsMismatch(ExportError):
-    """A weights file does not fit the architecture's network."""
+WeightsMismatch = Incompatible  # A weights file does not fit the architecture's network.
 
 
-class ParityError(ExportError):
-    """ONNX Runtime's output differs from torch's by more than the tolerance."""
+ParityError = StepFailed  # ONNX Runtime's output differs from torch's by more than the tolerance.
 
 
-class ExportUnavailable(ExportError):
-    """An optional target (the fp16 TensorRT engine) cannot be built on this machine."""
+# An optional target (the fp16 TensorRT engine) cannot be built on this machine.
+ExportUnavailable = Unavailable
+
+

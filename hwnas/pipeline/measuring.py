@@ -20,11 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from spaces import Arch, Space
-from spaces.errors import HwnasError
+from spaces.core.errors import StepFailed
 
 
-class MeasurementMissing(HwnasError):
-    """An architecture could not be measured (the others were stored)."""
+MeasurementMissing = StepFailed  # An architecture could not be measured (the others were stored).
 
 
 @dataclass(frozen=True)

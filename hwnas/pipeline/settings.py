@@ -11,14 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from spaces.base import MAX_COUNT
-from spaces.errors import HwnasError
+from spaces.core.errors import InvalidOption
 
 
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
 
 
-class BadSetting(HwnasError, ValueError):
-    """A pipeline setting is out of range or contradicts another."""
+BadSetting = InvalidOption  # A pipeline setting is out of range or contradicts another.
 
 
 @dataclass

@@ -22,11 +22,10 @@ from typing import Any, Iterable
 
 from hwnas.pipeline.state import PipelineState
 from spaces.core import atomic_write
-from spaces.errors import HwnasError
+from spaces.core.errors import DamagedFile
 
 
-class StageLogError(HwnasError):
-    """stages.json is unreadable: the run folder was damaged by hand."""
+StageLogError = DamagedFile  # stages.json is unreadable: the run folder was damaged by hand.
 
 
 class Stage:

@@ -29,22 +29,21 @@ import torch
 from latency.encoding import Encoder, EncodingError, as_archs, soft_batch
 from spaces.arch import Arch
 from spaces.base import Space
-from spaces.errors import HwnasError
+from spaces.core.errors import Incompatible, InvalidOption
 
 FORMAT = "hwnas-predictor"
 FORMAT_VERSION = 1
 
 
-class PredictorError(HwnasError, ValueError):
-    """Bad input to a predictor: training data, file, or a use it does not support."""
+# Bad input to a predictor: training data, file, or a use it does not support.
+PredictorError = InvalidOption
 
 
-class PredictorMismatch(PredictorError):
-    """A predictor is used for a space or device it was not trained on."""
+PredictorMismatch = Incompatible  # A predictor is used for a space or device it was not trained on.
 
 
-class SoftNotSupported(PredictorError):
-    """This kind of predictor cannot give a differentiable (soft) prediction."""
+# This kind of predictor cannot give a differentiable (soft) prediction.
+SoftNotSupported = Incompatible
 
 
 def check_training(space: Space, archs: "Sequence[Arch | str]", ms: "Sequence[float] | np.ndarray",

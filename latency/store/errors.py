@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spaces.errors import HwnasError
+from spaces.core.errors import DamagedFile
 
 
-class StoreError(HwnasError, RuntimeError):
-    """The store file cannot be used (unwritable, not SQLite, not an hwnas store...)."""
+# The store file cannot be used (unwritable, not SQLite, not an hwnas store...).
+StoreError = DamagedFile
 
 
 # SQLite's messages for a problem of the machine, not of the code, and what they mean.

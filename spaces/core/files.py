@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from spaces.errors import HwnasError
+from spaces.core.errors import HwnasError
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from spaces.errors import HwnasError
+from spaces.core.errors import Unavailable
 
 
-class MissingDependency(HwnasError, ImportError):
-    """An optional package hwnas needs for this feature is not installed."""
+# An optional package hwnas needs for this feature is not installed.
+MissingDependency = Unavailable
 
 
 def optional_import(module: str, extra: str, feature: str) -> ModuleType:

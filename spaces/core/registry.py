@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
-from spaces.errors import UnknownName
+from spaces.core.errors import UnknownName
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from hwnas.objectives import parse_objectives
 from hwnas.strategies.supernet import (SUPERNETS, ArchParams, FBNetV2Supernet, SearchConfig,
                                        SinglePathSupernet, SupernetSearch, SupernetStrategy,
                                        make_supernet, one_hot_weights, sweep_budgets)
-from hwnas.strategies.supernet.kinds import UnknownSupernet
+from spaces.errors import UnknownName
 from hwnas.strategies.supernet.masked_layers import (MaskedConvBN, mix_masks, nested_kernel_masks,
                                                      prefix_masks)
 from hwnas.strategies.supernet.singlepath import BlockWeights, SinglePathBlock
@@ -456,7 +456,7 @@ def test_bad_input_is_refused_with_specific_errors(micro):
         SearchConfig(supernet="doublepath")
     with pytest.raises(BadSearchSetting, match="supernet must be one of"):
         SupernetStrategy(supernet="doublepath")
-    with pytest.raises(UnknownSupernet):
+    with pytest.raises(UnknownName, match="unknown supernet"):
         make_supernet("doublepath", micro)
     with pytest.raises(UnsupportedSpace):
         FBNetV2Supernet(NB201Space())

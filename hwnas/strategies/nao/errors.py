@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from spaces.errors import HwnasError
+from spaces.core.errors import Incompatible, Infeasible, InvalidOption
 
 
-class UnsupportedSpace(HwnasError, ValueError):
-    """The space has no token sequence NAO can encode (no decisions, no option offsets)."""
+# The space has no token sequence NAO can encode (no decisions, no option offsets).
+UnsupportedSpace = Incompatible
 
 
-class EmptyPopulation(HwnasError, ValueError):
-    """NAO was asked to train or to move embeddings with no architectures to start from."""
+# NAO was asked to train or to move embeddings with no architectures to start from.
+EmptyPopulation = Infeasible
 
 
-class BadOption(HwnasError, ValueError):
-    """A NAO option (epochs, hidden size, step size...) is out of its range."""
+BadOption = InvalidOption  # A NAO option (epochs, hidden size, step size...) is out of its range.
+
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hwnas.strategies.supernet.singlepath import SinglePathSupernet
 from hwnas.strategies.supernet.supernet import FBNetV2Supernet, SupernetBase
-from spaces.errors import HwnasError
+from spaces.errors import UnknownName
 from spaces.fbnetv2 import FBNetV2Space
 
 SUPERNETS: dict[str, type[SupernetBase]] = {
@@ -14,13 +14,9 @@ SUPERNETS: dict[str, type[SupernetBase]] = {
 }
 
 
-class UnknownSupernet(HwnasError, ValueError):
-    """A supernet kind that is neither singlepath nor multipath."""
-
-
 def make_supernet(kind: str, space: FBNetV2Space, num_classes: int | None = None,
                   input_size: int | None = None) -> SupernetBase:
     """The supernet of ``kind`` over ``space``."""
     if kind not in SUPERNETS:
-        raise UnknownSupernet(f"supernet must be one of {', '.join(SUPERNETS)}, got {kind!r}")
+        raise UnknownName("supernet", kind, list(SUPERNETS))
     return SUPERNETS[kind](space, num_classes, input_size)

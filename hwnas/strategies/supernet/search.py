@@ -56,14 +56,13 @@ from hwnas.strategies.supernet.supernet import ArchParams, SupernetBase
 from latency.loss import FORMS as LATENCY_FORMS
 from latency.loss import latency_loss
 from spaces import Arch
-from spaces.errors import HwnasError
+from spaces.core.errors import InvalidOption
 
 SAMPLINGS = ("soft", "hard")
 logger = logging.getLogger(__name__)
 
 
-class BadSearchSetting(HwnasError, ValueError):
-    """A supernet search setting is out of range."""
+BadSearchSetting = InvalidOption  # A supernet search setting is out of range.
 
 
 @dataclass(frozen=True)

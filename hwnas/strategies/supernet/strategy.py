@@ -28,21 +28,20 @@ from hwnas.strategies.supernet.search import BudgetOutcome, SearchConfig, Supern
 from hwnas.strategies.supernet.kinds import make_supernet
 from hwnas.strategies.supernet.supernet import UnsupportedSpace
 from spaces import Arch, Space
-from spaces.errors import HwnasError
 from spaces.fbnetv2 import FBNetV2Space
+from spaces.core.errors import InvalidOption
 
 logger = logging.getLogger(__name__)
 
-class MissingLatencyModel(HwnasError):
-    """The supernet has neither a predictor nor an evaluator latency source to fit one on."""
+# The supernet has neither a predictor nor an evaluator latency source to fit one on.
+MissingLatencyModel = InvalidOption
 
 
-class MissingTrainingData(HwnasError):
-    """The supernet needs the evaluator's training data (the train evaluator)."""
+# The supernet needs the evaluator's training data (the train evaluator).
+MissingTrainingData = InvalidOption
 
 
-class BadBudget(HwnasError, ValueError):
-    """A latency budget or sweep size for the supernet is not usable."""
+BadBudget = InvalidOption  # A latency budget or sweep size for the supernet is not usable.
 
 
 def find_attribute(evaluator: Any, name: str) -> Any:

@@ -39,16 +39,16 @@ from torch import nn
 
 from hwnas.strategies.supernet.masked_layers import MaskedInvertedResidual, mix_masks, prefix_masks
 from spaces import Arch
-from spaces.errors import HwnasError
 from spaces.fbnetv2 import BlockChoice, FBNetV2Space
 from spaces.fbnetv2_blocks import ConvBNReLU
+from spaces.core.errors import Incompatible
 
 #: Per-decision weights (probabilities, Gumbel samples or one-hots), in decision order.
 ArchWeights = Sequence[torch.Tensor]
 
 
-class UnsupportedSpace(HwnasError, TypeError):
-    """The supernet strategy was given a space it cannot build a supernet for."""
+# The supernet strategy was given a space it cannot build a supernet for.
+UnsupportedSpace = Incompatible
 
 
 def _stem_stride(space: FBNetV2Space) -> int:
