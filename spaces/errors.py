@@ -28,3 +28,7 @@ class InvalidArchitecture(HwnasError, ValueError):
         self.space, self.reason, self.decision = space, reason, decision
         where = f" at decision {decision!r}" if decision else ""
         super().__init__(f"invalid {space} architecture{where}: {reason}")
+
+
+class BuilderError(HwnasError, ValueError):
+    """A user's space builder (``file.py:function``) cannot be loaded or misbehaves."""
