@@ -359,9 +359,12 @@ def run_single(args: argparse.Namespace) -> int:
         if replay:
             print(f"resuming {run_dir.path}: {replay} evaluations cached", file=sys.stderr)
 
+        study = _StudyWriter(run_dir, objectives, space, config)
+
         def save(ctx) -> None:
             run_dir.write_history(ctx.history())
             run_dir.write_front(ctx.front())
+            study.maybe(ctx.history())
 
         result = strategy.run(space, cached, objectives, s["queries"],
                               progress=not args.no_progress, on_batch=save)
@@ -372,6 +375,7 @@ def run_single(args: argparse.Namespace) -> int:
 
     run_dir.write_history(result.history)
     run_dir.write_front(result.front)
+    study.write(result.history)
     if "supernet" in result.info:  # per budget: predicted vs measured latency, search trace
         (run_dir.path / "supernet.json").write_text(
             json.dumps(result.info["supernet"], indent=2, default=str))
@@ -387,5 +391,40 @@ def run_single(args: argparse.Namespace) -> int:
     if args.export and record is not None:
         export_best(run_dir, space, record)
         print(f"exported {run_dir.best_model_path}")
+    if run_dir.study_path.is_file():
+        print(f"Optuna study: {run_dir.study_path}  "
+              f"(view it: optuna-dashboard sqlite:///{run_dir.study_path})")
     print(f"run folder: {run_dir.path}")
     return 0
+
+
+class _StudyWriter:
+    """Writes RUN/study.db (hwnas.optuna_study) at the end, and during a run at most every
+    ``every_s`` seconds: adding trials to an SQLite study costs ~30 ms each, which a
+    table-lookup search must not pay after every batch."""
+
+    every_s = 30.0
+
+    def __init__(self, run_dir, objectives, space, config: dict[str, Any]) -> None:
+        import time
+
+        from hwnas.optuna_study import latency_source
+
+        self.run_dir, self.objectives, self.space = run_dir, objectives, space
+        self.attrs = {"space": space.key, "strategy": config["strategy"],
+                      "objectives": config["objectives"], "evaluator": config["evaluator"]}
+        self.source = latency_source(config["evaluator"])
+        self.last = time.monotonic()
+
+    def write(self, history) -> None:
+        import time
+
+        if len(history):
+            self.run_dir.write_study(history, self.objectives, self.space, self.attrs, self.source)
+        self.last = time.monotonic()
+
+    def maybe(self, history) -> None:
+        import time
+
+        if time.monotonic() - self.last >= self.every_s:
+            self.write(history)
