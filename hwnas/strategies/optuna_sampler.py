@@ -17,8 +17,12 @@ hwnas's ask/evaluate loop through Optuna's ask/tell API:
   constraints (TPE, NSGA-II/III, GP) read them; random search ignores them.
 
 A proposal already evaluated is answered from memory and costs no query, as
-for every strategy; when a sampler keeps proposing known architectures (a small
-or nearly exhausted space), unevaluated random ones are enqueued as trials.
+for every strategy (and is told to the sampler, as a repeated trial would be in
+any Optuna study). When a sampler keeps proposing known architectures
+(``STALL_LIMIT`` in a row: it has converged, or the space is small), an
+unevaluated random architecture is enqueued as a trial; from then on every
+batch of repeats is answered that way at once, until the sampler proposes
+something new by itself.
 The sampler never sees the query budget, so the search is anytime.
 """
 
@@ -51,7 +55,12 @@ UNSUITABLE = {
     "partialfixed": "the partial-fixed sampler wraps another sampler with fixed parameters",
 }
 POPULATION = {"nsga2", "nsga3"}  # samplers that take --population (population_size)
-STALL_LIMIT = 64  # proposals in a row that were all known before random ones are enqueued
+# Proposals in a row that were all known before random unevaluated ones are enqueued. A
+# repeated proposal costs no query, only the sampler's time, which grows with the trials
+# told (TPE) or is a second or more per ask (GP). A sampler that has converged keeps
+# repeating, so once it has stalled, each further all-known batch is answered with
+# random architectures at once, until it proposes something new by itself.
+STALL_LIMIT = 16
 
 
 def _optuna() -> Any:
@@ -103,11 +112,17 @@ class OptunaStrategy(Strategy):
         return out
 
     def make_sampler(self) -> Any:
+        import inspect
+
         optuna = _optuna()
         cls = getattr(optuna.samplers, _exposed()[self.sampler])
         kwargs: dict[str, Any] = {"seed": self.seed}
         if self.population is not None:
             kwargs["population_size"] = self.population
+        if self.sampler != "tpe" and "warn_independent_sampling" in inspect.signature(
+                cls.__init__).parameters:  # (deprecated, and off by default, for TPE)
+            # it warns on every trial of a conditional space; search() logs it once instead
+            kwargs["warn_independent_sampling"] = False
         return cls(**kwargs)
 
     # ---- the loop ---------------------------------------------------------------------
@@ -115,31 +130,46 @@ class OptunaStrategy(Strategy):
         optuna = _optuna()
         directions = ["maximize" if o.maximise else "minimize" for o in ctx.searched]
         budgeted = [o for o in ctx.objectives if o.budget is not None]
+        if getattr(ctx.space, "conditional", None) and self.sampler in ("gp", "nsga2", "nsga3"):
+            log.info("%s: decisions that apply only to some architectures (%s) are sampled "
+                     "independently at random by Optuna's %s", self.name,
+                     ", ".join(sorted(ctx.space.conditional)), _exposed()[self.sampler])
         with _quiet(optuna):
             study = optuna.create_study(directions=directions, sampler=self.make_sampler())
-            stalled = 0
+            stalled, converged = 0, False  # all-known proposals in a row; has it stalled?
             while not ctx.done:
                 n = min(self.batch_size, ctx.remaining)
-                if stalled >= STALL_LIMIT:
+                if stalled >= (1 if converged else STALL_LIMIT):
                     extra = self.fresh_samples(ctx, n)
                     if not extra:
                         return
                     for arch in extra:
                         study.enqueue_trial(params_of(ctx.space, arch))
-                    stalled = 0
-                trials = [study.ask() for _ in range(n)]
-                archs = [_suggest(ctx.space, trial) for trial in trials]
-                new = sum(1 for a in dict.fromkeys(archs) if not ctx.is_known(a))
-                stalled = 0 if new else stalled + n
-                ctx.evaluate(archs)
-                for trial, arch in zip(trials, archs):
-                    metrics = ctx.metrics_of(arch)
-                    if metrics is None:  # not evaluated (cannot happen within the budget)
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                        continue
-                    for name, value in constraints(budgeted, metrics).items():
-                        trial.set_constraint(name, value)
-                    study.tell(trial, [float(metrics[o.name]) for o in ctx.searched])
+                    self._step(study, ctx, budgeted, len(extra))
+                    stalled, converged = 0, True
+                    continue
+                if self._step(study, ctx, budgeted, n):
+                    stalled, converged = 0, False
+                else:
+                    stalled += n
+
+    @staticmethod
+    def _step(study: Any, ctx: SearchContext, budgeted: list, n: int) -> bool:
+        """Ask ``n`` trials, evaluate them as one batch, tell the results; True when the
+        batch held an architecture not evaluated before."""
+        trials = [study.ask() for _ in range(n)]
+        archs = [_suggest(ctx.space, trial) for trial in trials]
+        new = any(not ctx.is_known(a) for a in archs)
+        ctx.evaluate(archs)
+        for trial, arch in zip(trials, archs):
+            metrics = ctx.metrics_of(arch)
+            if metrics is None:  # not evaluated (cannot happen within the budget)
+                study.tell(trial, state=_optuna().trial.TrialState.FAIL)
+                continue
+            for name, value in constraints(budgeted, metrics).items():
+                trial.set_constraint(name, value)
+            study.tell(trial, [float(metrics[o.name]) for o in ctx.searched])
+        return new
 
 
 def _suggest(space: Space, trial: Any) -> Arch:
