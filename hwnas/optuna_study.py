@@ -5,7 +5,8 @@ know; giving it the run costs one SQLite file. The study is rebuilt from the
 history table (whatever strategy ran), one trial per evaluated architecture:
 
 * parameters: the option name of each decision that applies (categorical);
-* values: the searched objectives, with Optuna's directions;
+* values: the searched objectives, with Optuna's directions and their names
+  (``accuracy``, ``latency_ms``...) as the study's metric names;
 * constraints: one per budget, ``(value - budget) / budget`` (feasible when <= 0),
   so the dashboard greys out the architectures that break a budget;
 * user attributes: the architecture string, every metric, the budgets, where the
@@ -25,6 +26,7 @@ import logging
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -157,6 +159,9 @@ def write_study(path: str | Path, history: pd.DataFrame, objectives: Sequence[Ob
                 else:
                     study = optuna.create_study(storage=storage, study_name=STUDY_NAME,
                                                 directions=directions)
+                    with warnings.catch_warnings():  # experimental in some Optuna versions
+                        warnings.simplefilter("ignore")
+                        study.set_metric_names([o.name for o in objectives if o.searched])
                 for key, value in (attrs or {}).items():
                     study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
                 study.add_trials(trials)

@@ -191,6 +191,7 @@ def test_cli_optuna_search_writes_run_folder_and_readable_study(tmp_path, capsys
     study = load(run)
     trials = study.get_trials()
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["accuracy", "latency_ms"]
     assert len(trials) == 30
     for trial, row in zip(trials, history.itertuples()):
         assert trial.user_attrs["arch"] == row.arch
