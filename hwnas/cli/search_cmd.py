@@ -30,7 +30,8 @@ SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what to search")
-    g.add_argument("--space", help="search space (default fbnetv2)")
+    g.add_argument("--space", help="search space (default fbnetv2), or a builder function "
+                                   "FILE.py:FUNCTION / MODULE:FUNCTION")
     g.add_argument("--preset", help="space preset (default tiny for fbnetv2)")
     g.add_argument("--input-size", type=int, metavar="PX", help="input resolution (default: the space's)")
     g = parser.add_argument_group("how candidates are evaluated")
@@ -52,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", action="append", metavar="EXPR",
                    help="e.g. latency_ms<=5, macs<=300M, accuracy>=90; repeatable")
     g = parser.add_argument_group("strategy")
-    g.add_argument("--strategy", help="random, evolution (default), dpp, ...")
+    g.add_argument("--strategy", help="random, evolution (default), dpp, nao, supernet, or an "
+                                      "Optuna sampler: optuna:tpe, optuna:nsga2, optuna:gp, ...")
     g.add_argument("--queries", type=int, help="architectures to evaluate (default 40 when "
                                                "training, 100 on tables)")
     g.add_argument("--population", type=int, help="evolution: population size")
