@@ -15,10 +15,14 @@ normalised space.
 
 Strategies: hwnas random, evolution (regularized, rank + crowding), dpp
 (predictor-guided progressive), nao (Neural Architecture Optimization, gradient
-step in a learned embedding space), and Optuna's NSGA-II sampler
-(benchmark-only dependency). A query is one distinct architecture evaluated; an architecture
+step in a learned embedding space), and Optuna's samplers driving the same
+loop (``optuna:tpe``, ``optuna:nsga2``, ``optuna:gp``; hwnas.strategies.optuna_sampler,
+Optuna's default settings). A query is one distinct architecture evaluated; an architecture
 proposed again is answered from memory and not counted, for every strategy
-(Optuna's duplicate trials included). Each run uses the largest budget and
+(Optuna's duplicate trials included). ``optuna:gp`` is run to 100 queries only
+(QUERY_CAP): its Gaussian process costs about a minute per 100 queries here and
+grows quickly with the number of trials. SEED_CAP can run a slow strategy with
+fewer seeds; the table's ``seeds`` column says how many runs each cell has. Each run uses the largest budget and
 the score at a smaller budget is read from its first queries, which is exact
 because every strategy here is anytime (its choices never depend on the
 total budget).
@@ -37,8 +41,15 @@ be (re-)run alone and merged with the others' stored runs:
 ``--strategies nao`` adds nao's missing runs; ``--strategies nao --rerun``
 first drops nao's stored runs (after a change to nao) and runs them again.
 
+The runs log is not committed (it holds every run's query order); the per-seed scores
+are (``search_efficiency_runs.csv``). ``--reuse-csv`` takes the stored scores of
+strategies that are neither asked for nor in the log from that CSV, so the
+expensive strategies (dpp, nao: 30-60 s a run) need not run again for a table
+that adds others (their curves are then missing from the plot).
+
 Usage:  python benchmarks/search_efficiency.py [--seeds 30] [--queries 100,300] [--jobs 2] [--constrained]
         python benchmarks/search_efficiency.py --strategies nao [--rerun] --jobs 1
+        python benchmarks/search_efficiency.py --strategies random,evolution,optuna:tpe,optuna:nsga2,optuna:gp --reuse-csv --jobs 1
 """
 
 from __future__ import annotations
@@ -116,32 +127,21 @@ def run_hwnas(strategy: str, device: str, seed: int, queries: int, constrained: 
     return [space.index(space.from_string(s)) for s in result.history["arch"]]
 
 
-def run_nsga2(device: str, seed: int, queries: int) -> list[int]:
-    import optuna
-    import spaces
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = spaces.get("nb201")
-    tables = _TABLES or load_tables()
-    acc, lat = tables["accuracy"], tables[device]
-    sampler = optuna.samplers.NSGAIISampler(seed=seed)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    seen: dict[int, None] = {}
-    for _ in range(queries * 20):  # duplicates are free; bound the loop anyway
-        if len(seen) >= queries:
-            break
-        trial = study.ask()
-        choices = [trial.suggest_categorical(d.name, list(range(len(d)))) for d in space.decisions]
-        i = space.index(space.arch(choices))
-        seen.setdefault(i, None)
-        study.tell(trial, [acc[i], lat[i]])
-    return list(seen)
-
-
 _TABLES: dict[str, np.ndarray] | None = None
-_ORDER = {"random": 0, "nsga2": 1, "evolution": 2, "dpp": 3, "nao": 4, "evolution (constrained)": 5,
-          "dpp (constrained)": 6}
-EXPENSIVE = ("dpp", "nao")  # run last, so the cheap strategies' figures come first
+_ORDER = {"random": 0, "nsga2": 1, "optuna:nsga2": 1.5, "evolution": 2, "dpp": 3, "nao": 4,
+          "optuna:tpe": 4.5, "optuna:gp": 4.7, "evolution (constrained)": 5, "dpp (constrained)": 6}
+EXPENSIVE = ("dpp", "nao", "optuna:tpe", "optuna:gp")  # run last: cheap strategies' figures first
+STRATEGIES = ("random", "evolution", "dpp", "nao", "optuna:nsga2", "optuna:tpe", "optuna:gp")
+QUERY_CAP = {"optuna:gp": 100}  # queries a strategy is run to when the largest budget is more
+SEED_CAP: dict[str, int] = {}    # seeds a strategy is run with when more are asked for
+
+
+def run_queries(strategy: str, qmax: int) -> int:
+    return min(qmax, QUERY_CAP.get(strategy, qmax))
+
+
+def run_seeds(strategy: str, seeds: int) -> int:
+    return min(seeds, SEED_CAP.get(strategy, seeds))
 
 
 def _task(args: tuple) -> tuple:
@@ -150,18 +150,15 @@ def _task(args: tuple) -> tuple:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    if strategy == "nsga2":
-        idx = run_nsga2(device, seed, queries)
-    else:
-        idx = run_hwnas(strategy, device, seed, queries, constrained)
-    return strategy, device, seed, constrained, idx, time.perf_counter() - start
+    idx = run_hwnas(strategy, device, seed, queries, constrained)
+    return strategy, device, seed, queries, constrained, idx, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--queries", default="100,300")
-    parser.add_argument("--strategies", default="random,evolution,dpp,nsga2,nao")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--devices", default=",".join(DEVICES))
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)))
     parser.add_argument("--constrained", action="store_true",
@@ -169,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun", action="store_true",
                         help="drop the stored runs of the listed strategies and run them again")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--stored-only", action="store_true",
+                        help="run nothing: tabulate the runs already in the log")
+    parser.add_argument("--reuse-csv", action="store_true",
+                        help="take strategies neither asked for nor in the runs log from the stored "
+                             "search_efficiency_runs.csv (scores only, no curves)")
     args = parser.parse_args(argv)
 
     budgets = sorted(int(q) for q in args.queries.split(","))
@@ -185,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
               f"best feasible accuracy {p.best_feasible:.2f} %")
 
     cheap_first = sorted(names, key=lambda n: n in EXPENSIVE)
-    tasks = [(s, d, seed, qmax, False) for s in cheap_first for d in devices for seed in range(args.seeds)]
+    # seed-major within a strategy, so a benchmark stopped early has as many seeds per device
+    tasks = [(s, d, seed, run_queries(s, qmax), False) for s in cheap_first
+             for seed in range(run_seeds(s, args.seeds)) for d in devices]
     if args.constrained:
         tasks += [(s, d, seed, qmax, True) for s in ("evolution", "dpp") if s in names
                   for d in devices for seed in range(args.seeds)]
@@ -197,33 +201,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.rerun:
         done = {k: r for k, r in done.items() if k[0] not in names}
         _rewrite_runs(log, done.values())
+    if args.stored_only:
+        tasks = [t for t in tasks if t in done]
     todo = [t for t in tasks if t not in done]
     print(f"{len(tasks)} runs, {len(tasks) - len(todo)} already in {log}", file=sys.stderr)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool, log.open("a") as fh:
-        for k, (s, d, seed, cons, idx, sec) in enumerate(pool.map(_task, todo, chunksize=1)):
-            r = {"strategy": s, "device": d, "seed": seed, "queries": qmax, "constrained": cons,
+        for k, (s, d, seed, q, cons, idx, sec) in enumerate(pool.map(_task, todo, chunksize=1)):
+            r = {"strategy": s, "device": d, "seed": seed, "queries": q, "constrained": cons,
                  "seconds": sec, "idx": [int(i) for i in idx]}
-            done[(s, d, seed, qmax, cons)] = r
+            done[(s, d, seed, q, cons)] = r
             fh.write(json.dumps(r) + "\n")
             fh.flush()
             if (k + 1) % 20 == 0:
                 print(f"  {k + 1}/{len(todo)} runs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     # every stored run of this setting, whichever strategies were asked for this time
     asked = set(tasks)
-    stored = [k for k in done if k[3] == qmax and k[1] in devices and k[2] < args.seeds
-              and (args.constrained or not k[4]) and k not in asked]
+    stored = [k for k in done if k[3] == run_queries(k[0], qmax) and k[1] in devices
+              and k[2] < args.seeds and (args.constrained or not k[4]) and k not in asked]
     rows = []
     for t in tasks + stored:
         r = done[t]
-        s, d, seed, _, cons = t
+        s, d, seed, ran, cons = t
         p, idx = problems[d], r["idx"]
         label = s + (" (constrained)" if cons else "")
-        curve = {q: p.hv_ratio(np.asarray(idx[:q])) for q in range(10, qmax + 1, 10)}
+        curve = {q: p.hv_ratio(np.asarray(idx[:q])) for q in range(10, ran + 1, 10)}
         rows.append({"strategy": label, "device": d, "seed": seed, "seconds": r["seconds"],
-                     **{f"hv@{q}": p.hv_ratio(np.asarray(idx[:q])) for q in budgets},
-                     **{f"regret@{q}": p.regret(np.asarray(idx[:q])) for q in budgets},
+                     **{f"hv@{q}": p.hv_ratio(np.asarray(idx[:q])) if q <= ran else np.nan
+                        for q in budgets},
+                     **{f"regret@{q}": p.regret(np.asarray(idx[:q])) if q <= ran else np.nan
+                        for q in budgets},
                      "curve": curve})
+    if args.reuse_csv:
+        rows += _reused(out / "search_efficiency_runs.csv", {r["strategy"] for r in rows},
+                        devices, args.seeds, budgets)
     frame = pd.DataFrame(rows)
     frame.drop(columns="curve").to_csv(out / "search_efficiency_runs.csv", index=False)
 
@@ -236,17 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     for (d, label), g in frame.groupby(["device", "strategy"], sort=False):
         row = {"device": d, "strategy": label}
         for q in budgets:
+            if g[f"hv@{q}"].isna().all():
+                continue
             if "constrained" not in label:
                 row[f"HV/HV* @{q} median [IQR]"] = iqr(g[f"hv@{q}"])
             row[f"regret @{q} (pp) median [IQR]"] = f"{np.median(g[f'regret@{q}']):.2f} " \
                                                     f"[{np.percentile(g[f'regret@{q}'], 25):.2f}, " \
                                                     f"{np.percentile(g[f'regret@{q}'], 75):.2f}]"
+        row["seeds"] = len(g)
         row["s/run"] = f"{g['seconds'].mean():.2f}"
         table.append(row)
     summary = pd.DataFrame(table).fillna("-")
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
-    print(f"\n{args.seeds} seeds per cell; HV ratio = HV(found front)/HV(true front); regret = best "
+    print(f"\nup to {args.seeds} seeds per cell (column seeds); HV ratio = HV(found front)/HV(true front); regret = best "
           f"feasible accuracy (latency <= T) in the space minus the best found.")
     print(summary.to_string(index=False))
     summary.to_csv(out / "search_efficiency_summary.csv", index=False)
@@ -254,6 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/search_efficiency_summary.csv, search_efficiency_runs.csv, "
           f"search_efficiency.png ({time.perf_counter() - start:.0f} s)")
     return 0
+
+
+def _reused(csv: Path, have: set[str], devices: list[str], seeds: int,
+            budgets: list[int]) -> list[dict]:
+    """Per-seed scores of other strategies from a stored runs CSV (no curves)."""
+    if not csv.is_file():
+        return []
+    old = pd.read_csv(csv)
+    cols = [f"hv@{q}" for q in budgets] + [f"regret@{q}" for q in budgets]
+    if any(c not in old.columns for c in cols):
+        return []
+    old = old[old["strategy"].isin(STRATEGIES) & ~old["strategy"].isin(have)
+              & old["device"].isin(devices) & (old["seed"] < seeds)]
+    print(f"reused from {csv}: {', '.join(sorted(old['strategy'].unique())) or 'nothing'}",
+          file=sys.stderr)
+    return [{**r, "curve": None} for r in old[["strategy", "device", "seed", "seconds", *cols]]
+            .to_dict("records")]
 
 
 def _load_runs(log: Path) -> dict[tuple, dict]:
@@ -286,6 +317,11 @@ def _plot(frame: pd.DataFrame, devices: list[str], path: Path) -> None:
     for ax, d in zip(axes[0], devices):
         for label, g in frame[(frame["device"] == d) & ~frame["strategy"].str.contains("constrained")
                               ].groupby("strategy", sort=False):
+            if g["curve"].iloc[0] is None:  # reused scores: the budgets only
+                qs = [int(c.split("@")[1]) for c in g.columns if c.startswith("hv@")]
+                med = [np.median(g[f"hv@{q}"]) for q in qs]
+                ax.plot(qs, med, "o--", label=f"{label} (stored)")
+                continue
             qs = sorted(g["curve"].iloc[0])
             vals = np.array([[c[q] for q in qs] for c in g["curve"]])
             med = np.median(vals, axis=0)

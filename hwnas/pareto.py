@@ -4,13 +4,15 @@ Callers turn maximised objectives into minimised ones first
 (:meth:`hwnas.objectives.Objective.to_min`, :func:`objective_matrix`).
 
 Hypervolume: exact in 2-D by a sweep (the common case, and the one the
-benchmark reports). For 3 or more objectives we use Optuna's exact
-implementation (WFG, with a dedicated 3-D algorithm) rather than pymoo's:
-Optuna is already the project's benchmark extra (NSGA-II baseline), is pure
-Python/numpy with no compiled extension to build, and is actively maintained;
-pymoo would add a large dependency for one function. Optuna exposes it from
-``optuna._hypervolume``; the call is isolated in :func:`_hv_library` and a
-test checks it against a hand-computed 3-D volume, so an API change is caught.
+benchmark reports). For 3 or more objectives we use ``moocore.hypervolume``
+(the maintained C core of the "moocore"/"eaf" projects: HV3D+ in 3-D, HV4D+
+in 4-D, exact recursive algorithms above; public, documented API, wheels for
+the usual platforms). Optuna 5.0 has an exact implementation too, but only
+in the private ``optuna._hypervolume`` module (its public API computes
+hypervolume only inside ``optuna.visualization.plot_hypervolume_history``),
+which may change without notice; pymoo would add a large dependency for one
+function. The call is isolated in :func:`_hv_library`, and tests check it
+against the exact 2-D sweep and a hand-computed 3-D volume.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def hypervolume(points, reference) -> float:
     """Volume dominated by ``points`` and bounded by ``reference`` (minimisation).
 
     Points that do not strictly dominate the reference contribute nothing.
-    Exact for any dimension: a sweep for m <= 2, Optuna's WFG above.
+    Exact for any dimension: a sweep for m <= 2, moocore above.
     """
     F = _as_matrix(points)
     ref = np.asarray(reference, dtype=float).reshape(-1)
@@ -147,11 +149,11 @@ def _hv_2d(F: np.ndarray, ref: np.ndarray) -> float:
 
 def _hv_library(F: np.ndarray, ref: np.ndarray) -> float:
     try:
-        from optuna._hypervolume import compute_hypervolume
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise HwnasError("hypervolume in 3 or more objectives needs optuna "
-                         "(pip install 'hwnas[bench]')") from err
-    return float(compute_hypervolume(F, ref, assume_pareto=True))
+        import moocore
+    except ImportError as err:  # pragma: no cover - a base dependency
+        raise HwnasError("hypervolume in 3 or more objectives needs moocore "
+                         "(pip install moocore)") from err
+    return float(moocore.hypervolume(np.ascontiguousarray(F, dtype=float), ref=ref))
 
 
 # ---- DataFrame helpers ----------------------------------------------------------------

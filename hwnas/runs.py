@@ -11,6 +11,8 @@
       best/arch.json   the chosen architecture: space, space_kwargs, choices, string,
                        metrics, num_classes, input_size (enough to rebuild the network)
       best/model.onnx  written by the export step (hwnas.export), not by the search
+      study.db         the history as an Optuna study (SQLite; hwnas.optuna_study), for
+                       ``optuna-dashboard sqlite:///RUN_DIR/study.db``
 
 Nothing in an existing folder is touched until its config has been checked:
 a folder from another config, or a non-empty folder without ``--resume``,
@@ -41,6 +43,7 @@ PLOT = "pareto.png"
 BEST_DIR = "best"
 BEST_ARCH = "best/arch.json"
 BEST_MODEL = "best/model.onnx"
+STUDY = "study.db"
 
 # config keys (at any depth) that may differ on --resume: bookkeeping, and the
 # query budget (strategies are anytime, so a larger budget extends a run exactly).
@@ -129,6 +132,11 @@ class RunFolder:
     @property
     def cache_path(self) -> Path:
         return self.path / CACHE
+
+    @property
+    def study_path(self) -> Path:
+        """The Optuna study of the run (for optuna-dashboard)."""
+        return self.path / STUDY
 
     @property
     def best_model_path(self) -> Path:
@@ -222,6 +230,12 @@ class RunFolder:
         """Any other JSON record of the run (e.g. the supernet's per-budget trace)."""
         _write_json(self.path / name, data)
         return self.path / name
+
+    def write_study(self, history: pd.DataFrame, objectives: Any, space: Any,
+                    attrs: Mapping[str, Any] | None = None, source: str | None = None) -> Path:
+        from hwnas.optuna_study import write_study
+
+        return write_study(self.study_path, history, objectives, space, attrs, source)
 
     def write_best(self, record: Mapping[str, Any] | None) -> None:
         path = self.path / BEST_ARCH

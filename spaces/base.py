@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -131,6 +131,14 @@ class Space(ABC):
     @abstractmethod
     def from_string(self, text: str) -> Arch:
         """Inverse of ``to_string``; malformed text raises InvalidArchitecture."""
+
+    def define(self, pick: "Callable[[str, tuple[str, ...]], int]") -> Arch:
+        """The architecture whose option at each decision is ``pick(name, options)`` (an
+        index into ``options``), asked in decision order and only for the decisions that
+        apply: here all of them; a define-by-run space with conditional decisions asks only
+        those its builder reaches. Why: define-by-run samplers (Optuna's ``suggest_*``)
+        then see the space's real structure."""
+        return self.arch([int(pick(d.name, d.options)) for d in self.decisions])
 
     # ---- sampling and local moves ---------------------------------------------------
     def sample(self, rng: np.random.Generator | int | None = None) -> Arch:

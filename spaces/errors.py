@@ -4,5 +4,8 @@ from spaces.core.errors import (DamagedFile, HwnasError, Incompatible, Infeasibl
                                 InvalidArchitecture, InvalidOption, NotFound, StepFailed,
                                 UnknownName, Unavailable)
 
-__all__ = ["DamagedFile", "HwnasError", "Incompatible", "Infeasible", "InvalidArchitecture",
+# A user's space builder (``file.py:function``) cannot be loaded or misbehaves.
+BuilderError = InvalidOption
+
+__all__ = ["BuilderError", "DamagedFile", "HwnasError", "Incompatible", "Infeasible", "InvalidArchitecture",
            "InvalidOption", "NotFound", "StepFailed", "UnknownName", "Unavailable"]

@@ -1,5 +1,9 @@
 """Measure architectures of a space on a device into a measurement store (resumable), or import tables.
 
+``--model FILE`` measures one model instead (an ONNX or TorchScript file, or
+MODULE:FUNCTION returning an nn.Module), stored as space ``model``, arch
+``sha256:<hex>`` of the file (hwnas.model_latency).
+
 Architectures are timed in groups: each group is measured in interleaved
 rounds (see devices.timing) and its rows are committed together, so a killed
 run loses at most one group and re-running the same command skips every
@@ -19,15 +23,21 @@ ORDER = 30
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="backend spec, e.g. ort:cpu, torch:cpu, tensorrt:0 "
                                           "(see `hwnas devices`)")
-    parser.add_argument("--space", help="search space, e.g. fbnet, nb201 (see `hwnas spaces`)")
+    parser.add_argument("--space", help="search space, e.g. fbnet, nb201 (see `hwnas spaces`), or a "
+                                         "builder function FILE.py:FUNCTION / MODULE:FUNCTION")
+    parser.add_argument("--model", metavar="MODEL",
+                        help="measure this model instead of a space: a .onnx or TorchScript file, or "
+                             "MODULE:FUNCTION returning an nn.Module (e.g. "
+                             "torchvision.models:mobilenet_v3_small)")
     parser.add_argument("-n", "--num", type=int, default=None, metavar="N",
                         help="number of distinct architectures to sample (with --archs: the first N)")
     parser.add_argument("--db", required=True, metavar="FILE", help="SQLite measurement store")
     parser.add_argument("--archs", metavar="FILE", help="architectures to measure, one string per line")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--input", type=int, default=None, metavar="SIZE",
-                        help="input resolution (default: the space's own)")
+    parser.add_argument("--input", "--input-size", type=int, default=None, metavar="SIZE",
+                        help="input resolution (default: the space's own; --model: the ONNX file's, "
+                             "224 for torch models)")
     parser.add_argument("--preset", default=None,
                         help="space preset (fbnetv2: tiny/mobile...; fbnet: its stem, cifar/imagenet)")
     parser.add_argument("--space-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -235,8 +245,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"exported {len(store):,} rows to {store.export(args.export)}")
         return 0
 
+    if args.model:
+        return _profile_model(args)
     if not args.space or not args.device:
-        raise HwnasError("profile needs --space and --device (or --import CSV)")
+        raise HwnasError("profile needs --space and --device (or --import CSV, or --model MODEL)")
     if args.num is not None and args.num < 1:
         raise HwnasError(f"-n must be at least 1, got {args.num}")
     if args.num is None and not args.archs:
@@ -307,6 +319,45 @@ def _measure(args: argparse.Namespace, executor: Any, job: Any, store: Any,
     finally:
         for bar in bars:
             bar.close()
+
+
+# ---- one model ---------------------------------------------------------------------------------
+def _profile_model(args: argparse.Namespace) -> int:
+    """Measure one model file (or function) and store it as space ``model``."""
+    from hwnas import model_latency
+    from latency.store import MeasurementStore
+    from spaces.errors import HwnasError
+
+    if args.space or args.archs or args.num is not None or args.active:
+        raise HwnasError("--model measures one model; give no --space, -n, --archs or --active")
+    if not args.device:
+        raise HwnasError("--model needs --device, e.g. ort:cpu")
+    if getattr(args, "executor", None) not in (None, "local"):
+        raise HwnasError("--model is measured in this process; --executor is for spaces")
+    if args.batch < 1:
+        raise HwnasError("--batch must be at least 1")
+    import devices
+    import torch
+
+    torch.set_num_threads(1)
+    model = model_latency.load(args.model, input_size=args.input)
+    profiler = devices.get(args.device, plan=_plan(args))
+    model_latency.check_device(model, profiler)
+    store = MeasurementStore(args.db)
+    try:
+        row, measured = model_latency.measure(model, profiler, store, batch=args.batch)
+    finally:
+        profiler.close()
+    shape = "x".join(str(d) for d in (args.batch, *model.input_shape))
+    print(f"{model.label} ({model.kind}, {model.arch[:19]}...) on {profiler.label}, input {shape}")
+    print(f"  {row['statistic']} {row['latency_ms']:.4f} ms   median {row['median_ms']:.4f} ms   "
+          f"CV {row['cv']:.3f}   {int(row['n_samples'] or 0)} samples of "
+          f"{int(row.get('block_calls') or 1)} call(s)")
+    when = "measured now" if measured else f"already stored ({row['created_at']}), not measured again"
+    print(f"  {when}: {store.path}, space {model_latency.SPACE}, arch {model.arch}")
+    if args.export:
+        print(f"exported {store.export(args.export)}")
+    return 0
 
 
 # ---- active profiling ------------------------------------------------------------------------

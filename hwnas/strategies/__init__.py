@@ -1,7 +1,10 @@
 """Search strategies, found by name: ``strategies.get("evolution")(seed=0, ...)``.
 
 Entries are import paths so listing names stays cheap; later strategies (NAO,
-the FBNetV2 supernet) register here with :func:`register`.
+the FBNetV2 supernet) register here with :func:`register`. Names with the
+``optuna:`` prefix (``optuna:tpe``, ``optuna:nsga2``, ``optuna:gp``, any sampler
+Optuna exposes) are Optuna's samplers driving the same loop
+(:mod:`hwnas.strategies.optuna_sampler`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,18 @@ def register(name: str, strategy: "str | type[Strategy]") -> None:
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    from hwnas.strategies import optuna_sampler
+
+    return sorted(_REGISTRY) + optuna_sampler.names()
 
 
 def get(name: str) -> type[Strategy]:
-    """The strategy class registered as ``name``; :class:`UnknownName` otherwise."""
+    """The strategy class registered as ``name`` or an ``optuna:<sampler>`` one;
+    :class:`UnknownName` otherwise."""
+    if name not in _REGISTRY and str(name).startswith("optuna:"):
+        from hwnas.strategies import optuna_sampler
+
+        return optuna_sampler.strategy_class(name[len("optuna:"):])
     if name not in _REGISTRY:
         raise UnknownName("strategy", name, names())
     entry = _REGISTRY[name]

@@ -44,13 +44,22 @@ def test_hypervolume_3d_via_library_known_value():
     assert pareto.hypervolume(np.array([[0, 0, 0]]), [1, 2, 3]) == pytest.approx(6.0)
 
 
-def test_hypervolume_2d_matches_library_on_random_points():
-    rng = np.random.default_rng(0)
-    pts = rng.random((40, 2))
-    from optuna._hypervolume import compute_hypervolume
+def test_hypervolume_3d_unit_corners_by_inclusion_exclusion():
+    # boxes from (1,0,0), (0,1,0), (0,0,1) to (2,2,2): 3 x 4, minus 3 pairwise overlaps of
+    # 2 (e.g. from (1,1,0)), plus the triple overlap from (1,1,1) of 1: 12 - 6 + 1 = 7
+    pts = np.eye(3)
+    assert pareto.hypervolume(pts, [2, 2, 2]) == pytest.approx(7.0)
 
-    assert pareto.hypervolume(pts, [1.1, 1.1]) == pytest.approx(
-        compute_hypervolume(pts[pareto.pareto_mask(pts)], np.array([1.1, 1.1])))
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hypervolume_3d_library_matches_exact_2d_sweep(seed):
+    # a 2-D front lifted into 3-D with a constant third objective: the volume is the
+    # exact 2-D area times the depth to the reference
+    rng = np.random.default_rng(seed)
+    pts = rng.random((40, 2))
+    area = pareto.hypervolume(pts, [1.1, 1.1])
+    lifted = np.column_stack([pts, np.full(len(pts), 0.25)])
+    assert pareto.hypervolume(lifted, [1.1, 1.1, 1.0]) == pytest.approx(area * 0.75)
 
 
 def test_front_of_respects_directions_and_budgets():

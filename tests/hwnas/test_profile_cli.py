@@ -1,5 +1,6 @@
 """`hwnas devices` and `hwnas profile`: bad input is one sentence (exit 2), runs resume after kill -9."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import spaces
@@ -352,3 +354,186 @@ def test_cells_whose_output_ignores_the_input_are_profiled_on_ort(tmp_path, caps
                  "--no-progress"]) == 0
     frame = MeasurementStore(db, readonly=True).frame()
     assert sorted(frame["arch"]) == sorted(cells) and (frame["latency_ms"] > 0).all()
+
+
+# ---- builder-function spaces and --model -------------------------------------------------------
+
+BUILDER = '''
+import torch.nn as nn
+
+def build(choice, num_classes):
+    width = choice("width", [8, 16])
+    kernel = choice("kernel", [3, 5])
+    depth = choice("depth", [1, 2, 3])
+    layers = [nn.Conv2d(3, width, kernel, padding=kernel // 2), nn.ReLU()]
+    for _ in range(depth - 1):
+        layers += [nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
+    return nn.Sequential(*layers)
+'''
+
+
+@pytest.mark.slow
+def test_builder_space_through_profile_predictor_search_and_export(tmp_path, capsys):
+    builder = tmp_path / "myspace.py"
+    builder.write_text(BUILDER)
+    spec = f"{builder}:build"
+    db, pred, run = tmp_path / "lat.sqlite", tmp_path / "pred.pt", tmp_path / "run"
+    assert main(["profile", "--device", "ort:cpu", "--space", spec, "-n", "12", "--input", "16",
+                 "--quick", "--db", str(db), "--no-progress"]) == 0
+    frame = MeasurementStore(db).frame()
+    assert len(frame) == 12 and set(frame.space) == {str(builder.resolve()) + ":build"}
+    assert all(a.startswith("width=") and ",kernel=" in a for a in frame.arch)
+    assert set(frame.input_shape) == {"3x16x16"}
+    capsys.readouterr()
+
+    assert main(["predictor", "fit", "--db", str(db), "--device", "ort:cpu", "--space", spec,
+                 "--kind", "gbdt", "--train-size", "10", "-o", str(pred)]) == 0
+    assert main(["predictor", "predict", str(pred), "width=16,kernel=5,depth=3",
+                 "width=8,kernel=3,depth=1"]) == 0
+    out = capsys.readouterr().out
+    assert "width=16,kernel=5,depth=3" in out and "width=8,kernel=3,depth=1" in out
+
+    assert main(["search", "--space", spec, "--no-pipeline", "--evaluator", "train", "--dataset",
+                 "digits", "--queries", "4", "--epochs", "1", "--max-samples", "200",
+                 "--input-size", "16", "--predictor", str(pred), "--out", str(run),
+                 "--no-progress"]) == 0
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 4 and history["arch"].str.match(r"^width=\d+,kernel=\d,depth=\d$").all()
+    best = json.loads((run / "best" / "arch.json").read_text())
+    assert best["space"] == str(builder.resolve()) + ":build" and best["input_size"] == 16
+    assert (run / "study.db").is_file()
+
+    assert main(["export", str(run), "--device", "ort:cpu", "--quick", "--untrained"]) == 0
+    onnx_file = run / "best" / "model.onnx"
+    assert onnx_file.is_file()
+    capsys.readouterr()
+    assert main(["export", "--inspect", str(onnx_file)]) == 0
+    assert best["arch"] in capsys.readouterr().out
+
+
+def _onnx_file(path, inputs):
+    """A one-node ONNX model (Relu, or Add of two inputs) with the given input shapes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = [f"x{i}" for i in range(len(inputs))]
+    node = helper.make_node("Add" if len(inputs) == 2 else "Relu", names, ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                            for n, s in zip(names, inputs)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_profile_model_onnx_file_is_stored_by_content_hash(tmp_path, capsys):
+    import hashlib
+
+    from devices.onnx_export import export_onnx
+
+    space = spaces.get("nb201", C=4, N=1)
+    net = space.build(space.sample(0)).eval()
+    path = tmp_path / "exported.onnx"
+    path.write_bytes(export_onnx(net, (3, 16, 16), dynamic_batch=True))
+    db = tmp_path / "lat.sqlite"
+    argv = ["profile", "--model", str(path), "--device", "ort:cpu", "--quick", "--db", str(db)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    arch = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "exported.onnx (onnx" in out and "input 1x3x16x16" in out and arch in out
+    assert "measured now" in out
+    frame = MeasurementStore(db).frame()
+    assert list(frame.space) == ["model"] and list(frame.arch) == [arch]
+    assert frame.latency_ms[0] > 0 and frame.input_shape[0] == "3x16x16"
+    assert main(argv) == 0  # stored for this device: shown again, not measured again
+    assert "already stored" in capsys.readouterr().out and len(MeasurementStore(db).frame()) == 1
+
+
+@pytest.mark.slow
+def test_profile_model_function_torchvision(tmp_path, capsys):
+    db = tmp_path / "lat.sqlite"
+    assert main(["profile", "--model", "torchvision.models:mobilenet_v3_small", "--device",
+                 "ort:cpu", "--input-size", "32", "--quick", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "torchvision.models:mobilenet_v3_small (function" in out and "input 1x3x32x32" in out
+    frame = MeasurementStore(db).frame()
+    assert list(frame.space) == ["model"] and frame.arch[0].startswith("sha256:")
+    assert frame.latency_ms[0] > 0
+
+
+def test_profile_model_torchscript_on_torch_device(tmp_path, capsys):
+    import warnings
+
+    import torch
+
+    space = spaces.get("nb201", C=4, N=1)
+    path = tmp_path / "net.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(space.build(space.sample(1)).eval(), torch.zeros(1, 3, 16, 16)).save(str(path))
+    assert main(["profile", "--model", str(path), "--device", "torch:cpu", "--input-size", "16",
+                 "--quick", "--db", str(tmp_path / "lat.sqlite")]) == 0
+    assert "net.pt (torchscript" in capsys.readouterr().out
+
+
+BAD_BUILDERS = {
+    "wrong signature": ("def build(choice):\n    pass\n", "must take (choice, num_classes)"),
+    "raises": ("def build(choice, num_classes):\n    raise RuntimeError('no luck')\n",
+               "raised RuntimeError: no luck"),
+    "not a module": ("def build(choice, num_classes):\n    choice('w', [1])\n    return [1]\n",
+                     "returned list, not a torch.nn.Module"),
+    "empty options": ("def build(choice, num_classes):\n    choice('w', [])\n", "with no options"),
+    "non-list options": ("def build(choice, num_classes):\n    choice('w', 3)\n",
+                         "with a int; give a list of options"),
+    "repeated name": ("def build(choice, num_classes):\n    choice('w', [1, 2])\n"
+                      "    choice('w', [1, 2])\n", "twice in one build"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BUILDERS))
+def test_bad_builder_is_one_sentence_and_exit_2(tmp_path, capsys, case):
+    source, reason = BAD_BUILDERS[case]
+    (tmp_path / "bad.py").write_text(source)
+    assert main(["profile", "--device", "torch:cpu", "--space", f"{tmp_path / 'bad.py'}:build",
+                 "-n", "2", "--db", str(tmp_path / "lat.sqlite")]) == 2
+    line = _error(capsys)
+    assert line.startswith("hwnas: error: ") and reason in line and "bad.py" in line
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("{tmp}/missing.py:build", "missing.py does not exist"),
+    ("no_such_module_xyz:build", "no module 'no_such_module_xyz'"),
+    ("{tmp}/ok.py:nope", "has no 'nope'"),
+])
+def test_missing_builder_is_one_sentence_and_exit_2(tmp_path, capsys, spec, message):
+    (tmp_path / "ok.py").write_text(BUILDER)
+    assert main(["profile", "--device", "torch:cpu", "--space", spec.format(tmp=tmp_path), "-n", "2",
+                 "--db", str(tmp_path / "lat.sqlite")]) == 2
+    assert message in _error(capsys)
+
+
+def test_bad_models_are_one_sentence_and_exit_2(tmp_path, capsys):
+    two = _onnx_file(tmp_path / "two.onnx", [[1, 3, 8, 8], [1, 3, 8, 8]])
+    dynamic = _onnx_file(tmp_path / "dyn.onnx", [["N", 3, "H", "W"]])
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00not onnx at all")
+    (tmp_path / "m.py").write_text("def make():\n    return 42\n")
+    cases = [
+        (["--model", str(two), "--device", "ort:cpu"], "has 2 inputs (x0, x1)"),
+        (["--model", str(dynamic), "--device", "ort:cpu"], "give its size with --input-size"),
+        (["--model", str(dynamic), "--device", "torch:cpu", "--input-size", "8"],
+         "measure it on an ONNX Runtime device"),
+        (["--model", str(tmp_path / "nope.onnx"), "--device", "ort:cpu"], "does not exist"),
+        (["--model", str(tmp_path / "garbage.onnx"), "--device", "ort:cpu"], "is not an ONNX model"),
+        (["--model", f"{tmp_path / 'm.py'}:make", "--device", "ort:cpu"], "returned int, not a"),
+        (["--model", str(two), "--space", "nb201", "--device", "ort:cpu"], "give no --space"),
+    ]
+    for argv, message in cases:
+        assert main(["profile", *argv, "--quick", "--db", str(tmp_path / "lat.sqlite")]) == 2, argv
+        line = _error(capsys)
+        assert line.startswith("hwnas: error: ") and message in line, (argv, line)
+    # with the size given, the dynamic file is measured
+    assert main(["profile", "--model", str(dynamic), "--device", "ort:cpu", "--input-size", "8",
+                 "--quick", "--db", str(tmp_path / "lat.sqlite")]) == 0
+    assert "input 1x3x8x8" in capsys.readouterr().out

@@ -162,3 +162,49 @@ def test_bad_strategy_options():
         strategies.create("evolution", population=4, sample_size=5)
     with pytest.raises(HwnasError, match="batch size"):
         strategies.create("random", batch_size=0)
+
+
+CONDITIONAL_BUILDER = '''
+import torch.nn as nn
+
+def build(choice, num_classes):
+    depth = choice("depth", [1, 2, 3])
+    width = choice("width", [4, 8])
+    layers, c = [], 3
+    for i in range(depth):
+        k = choice(f"k{i}", [1, 3])
+        layers += [nn.Conv2d(c, width, k, padding=k // 2), nn.ReLU()]
+        c = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["random", "evolution", "dpp", "nao", "optuna:tpe", "optuna:nsga2"])
+def test_every_strategy_searches_a_conditional_builder_space(tmp_path, name):
+    """A define-by-run space with conditional decisions (k1, k2 exist only for deeper nets)
+    goes through every strategy unchanged: only members of the space are evaluated."""
+    import spaces
+
+    (tmp_path / "cond.py").write_text(CONDITIONAL_BUILDER)
+    space = spaces.get(f"{tmp_path / 'cond.py'}:build")
+    assert space.size == 2 * 2 + 2 * 4 + 2 * 8
+
+    class OneHot(Evaluator):
+        name = "onehot"
+
+        def supported_metrics(self):
+            return ("accuracy", "latency_ms")
+
+        def _evaluate_many(self, archs):
+            weights = np.linspace(1, 3, space.num_options)
+            return [{"accuracy": float(space.one_hot(a) @ weights),
+                     "latency_ms": float(space.one_hot(a) @ weights[::-1])} for a in archs]
+
+    options = {"population": 6} if name == "evolution" else {}
+    history = strategies.create(name, seed=0, **options).run(
+        space, OneHot(space, ["accuracy", "latency_ms"]), OBJECTIVES, 16).history
+    assert len(history) == 16 and history["arch"].is_unique
+    for text in history["arch"]:
+        arch = space.from_string(text)  # validates: "unused" exactly where a decision is absent
+        assert space.to_string(arch) == text
