@@ -119,8 +119,8 @@ def one_run(table: Table, device: str, strategy: str, seed: int, args: argparse.
 
     outcome = active_profile(
         table.space, make, measure, [archs[i] for i in init], y[init], [archs[i] for i in pool],
-        ([archs[i] for i in hold], y[hold]), batch=args.batch, budget=args.max - args.initial,
-        target_within10=1.01, strategy=strategy, seed=seed, holdout_mask=table.relative[hold])
+        ([archs[i] for i in hold], y[hold]), batch=args.batch, n_measurements=args.max - args.initial,
+        target_within10=1.01, rule=strategy, seed=seed, holdout_mask=table.relative[hold])
     return [{"space": table.key, "device": device, "strategy": strategy, "seed": seed,
              "measured": r.measured, "spearman": r.spearman, "within10": r.within10, "mape": r.mape,
              "seconds": r.seconds} for r in outcome.rounds]

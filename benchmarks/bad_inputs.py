@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 DEGENERATE = "|nor_conv_1x1~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|"
 SMALL_NB201 = ["--space-opt", "C=4", "--space-opt", "N=1"]
-PIPELINE_SMALL = ["--initial", "8", "--holdout", "6", "--active-budget", "6", "--active-batch", "3",
+PIPELINE_SMALL = ["--initial", "8", "--holdout", "6", "--active-measurements", "6", "--active-batch", "3",
                   "--pool", "60", "--sweep", "2", "--search-epochs", "1", "--retrain-epochs", "1",
-                  "--max-samples", "300", "--quick-timing", "--no-progress"]
+                  "--max-samples", "300", "--quick", "--no-progress"]
 
 # Launchers that inject a machine failure, then run the CLI exactly as `python -m hwnas`.
 RUN = "import runpy, sys; sys.argv = ['hwnas'] + sys.argv[1:]; runpy.run_module('hwnas', run_name='__main__')"
@@ -129,13 +129,13 @@ def build_fixtures(base: Path) -> None:
                           for a, v in zip(archs, ms)])
     cli(["predictor", "fit", "--db", base / "lat.sqlite", "--device", "help:ref", "--space", "nb201",
          "--kind", "lut", "-o", base / "p.pt"])
-    cli(["search", "--space", "nb201", "--device-table", "gold_6226", "--queries", "20",
+    cli(["explore", "--space", "nb201", "--device-table", "gold_6226", "--queries", "20",
          "--no-progress", "--out", base / "run"])
     cli(["export", "--space", "nb201", "--arch", NB201_ARCH, "--no-measure", "--exporter",
          "torchscript", "--untrained", "-o", base / "model.onnx"])
     from hwnas.pipeline import PipelineSettings
 
-    settings = PipelineSettings.merged({"initial": 8, "holdout": 6, "active_budget": 6,
+    settings = PipelineSettings.merged({"initial": 8, "holdout": 6, "active_measurements": 6,
                                         "active_batch": 3, "pool": 60, "sweep": 2,
                                         "search_epochs": 1, "retrain_epochs": 1,
                                         "max_samples": 300, "quick_timing": True})
@@ -239,7 +239,7 @@ def cases() -> list[Case]:
     add(Case("spaces", "--sample 10^12 on fbnet", lambda e: ["spaces", "fbnet", "--sample",
                                                              "1000000000000"],
              contains="more than any run could finish"))
-    add(Case("spaces", "--input 0", lambda e: ["spaces", "nb201", "--input", "0"]))
+    add(Case("spaces", "--input-size 0", lambda e: ["spaces", "nb201", "--input-size", "0"]))
     # devices
     add(Case("devices", "--threads 0", lambda e: ["devices", "--threads", "0"]))
     # profile
@@ -259,15 +259,15 @@ def cases() -> list[Case]:
         contains="not an SQLite file"))
     add(Case("profile", "--db is a folder", lambda e: [
         "profile", "--device", "ort:cpu", "--space", "nb201", "-n", "2", "--db", str(e.folder)]))
-    add(Case("profile", "--input 0", lambda e: ["profile", "--device", "ort:cpu", "--space",
-                                                "nb201", "-n", "2", "--input", "0",
+    add(Case("profile", "--input-size 0", lambda e: ["profile", "--device", "ort:cpu", "--space",
+                                                "nb201", "-n", "2", "--input-size", "0",
                                                 "--db", f(e, "l.sqlite")]))
     add(Case("profile", "--threads 0", lambda e: ["profile", "--device", "ort:cpu", "--space",
                                                   "nb201", "-n", "2", "--threads", "0",
                                                   "--db", f(e, "l.sqlite")]))
-    add(Case("profile", "--export to /dev/full (checked before measuring)", lambda e: [
+    add(Case("profile", "--export-table to /dev/full (checked before measuring)", lambda e: [
         "profile", "--device", "ort:cpu", "--space", "nb201", *SMALL_NB201, "-n", "2",
-        "--db", str(e.copy("lat.sqlite")), "--export", str(special(e, "dev_full", "out.csv"))],
+        "--db", str(e.copy("lat.sqlite")), "--export-table", str(special(e, "dev_full", "out.csv"))],
         contains="not a regular file"))
     add(Case("profile", "full disk: existing store", lambda e: [
         "profile", "--device", "ort:cpu", "--space", "nb201", *SMALL_NB201, "-n", "2", "--quick",
@@ -319,7 +319,7 @@ def cases() -> list[Case]:
     add(Case("predictor", "predict an fbnet arch with an nb201 predictor", lambda e: [
         "predictor", "predict", str(e.copy("p.pt")), "7-8-1-8-4-8-8-8-7-4-1-4-7-3-2-7-3-2-4-2-4-5"]))
     # search, single
-    tab = ["search", "--space", "nb201", "--device-table", "gold_6226", "--queries", "20",
+    tab = ["explore", "--space", "nb201", "--device-table", "gold_6226", "--queries", "20",
            "--no-progress"]
     add(Case("search", "tabular: budgets no cell meets together", lambda e: [
         *tab, "--budget", "accuracy>=94", "--budget", "latency_ms<=5", "--out", f(e, "run")],
@@ -379,7 +379,7 @@ def cases() -> list[Case]:
     add(Case("export", "-o /proc/x.onnx", lambda e: [*ex, "-o", "/proc/x.onnx"]))
     add(Case("export", "-o into a missing folder", lambda e: [*ex, "-o", f(e, "no/such/m.onnx")]))
     add(Case("export", "--num-classes -1", lambda e: [*ex, "--num-classes", "-1", "-o", f(e, "m.onnx")]))
-    add(Case("export", "--input 0", lambda e: [*ex, "--input", "0", "-o", f(e, "m.onnx")]))
+    add(Case("export", "--input-size 0", lambda e: [*ex, "--input-size", "0", "-o", f(e, "m.onnx")]))
     add(Case("export", "--inspect a 0-byte file", lambda e: [
         "export", "--inspect", (Path(f(e, "z.onnx")).write_bytes(b""), f(e, "z.onnx"))[1]]))
     add(Case("export", "-o over a valid file, disk full at write", lambda e: [

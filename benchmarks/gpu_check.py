@@ -65,9 +65,9 @@ PROFILE_MIN_S = 15.0
 WORKER_START_S = 8.0   # a worker's imports and CUDA start-up, before its own clock starts
 GRACE_S = 20.0         # a worker may overrun its budget by this much before it is stopped
 MARGIN_S = 10.0        # kept back for the summary and the last file write
-PIPELINE_ARGS = ("--initial", "8", "--holdout", "5", "--active-budget", "0", "--sweep", "2",
+PIPELINE_ARGS = ("--initial", "8", "--holdout", "5", "--active-measurements", "0", "--sweep", "2",
                  "--search-epochs", "1", "--retrain-epochs", "1", "--max-samples", "400",
-                 "--quick-timing", "--no-progress")
+                 "--quick", "--no-progress")
 
 
 class BadInput(Exception):

@@ -22,7 +22,7 @@ def search(out: str | os.PathLike[str] | None = None, *, resume: bool = False,
            strategy: str | None = None, sweep: int | None = None,
            budgets: list[str] | None = None, db: str | None = None, predictor: str | None = None,
            initial: int | None = None, holdout: int | None = None,
-           active_budget: int | None = None, active_batch: int | None = None,
+           active_measurements: int | None = None, active_batch: int | None = None,
            target: float | None = None, pool: int | None = None, queries: int | None = None,
            epochs: int | None = None, search_epochs: int | None = None,
            retrain_epochs: int | None = None, audit_tolerance: float | None = None,
@@ -45,7 +45,7 @@ def search(out: str | os.PathLike[str] | None = None, *, resume: bool = False,
       budget), ``margin`` (the share a file must stay under its budget by; default the
       host's measured drift), ``audit_tolerance`` (0.10: a prediction further off
       refits the predictor);
-    * measurements: ``initial`` (40 random archs), ``holdout`` (30), ``active_budget``
+    * measurements: ``initial`` (40 random archs), ``holdout`` (30), ``active_measurements``
       (60), ``active_batch`` (15), ``target`` (0.9 of held-out within +-10%), ``pool``
       (2000 candidates), ``drift_correction`` (False), ``quick_timing`` (False);
     * search: ``strategy`` ("supernet" for fbnetv2, else "nao"), ``supernet``, ``queries``

@@ -9,7 +9,7 @@ budget the search only cares about networks close to it, so candidates can be
 weighted towards ``near_ms``.
 
 The loop (:func:`active_profile`) fits, scores on a fixed held-out set, stops at
-the target ±10 % share or when the measurement budget is spent, otherwise picks
+the target ±10 % share or when ``n_measurements`` are spent, otherwise picks
 the next batch and calls the caller's ``measure`` -- timing on a device and
 committing to the store in the pipeline, a table look-up in the benchmark.
 
@@ -47,7 +47,8 @@ EmptyPool = Infeasible  # There is nothing to choose the next measurements from.
 BadBatch = InvalidOption  # The number of architectures to choose per round is below 1.
 
 
-BadBudget = InvalidOption  # The measurement budget is negative.
+BadCount = InvalidOption  # The number of measurements is negative.
+BadBudget = BadCount  # the name before "budget" meant only metric limits
 
 
 @dataclass(frozen=True)
@@ -198,28 +199,29 @@ def choose_random(candidates: Sequence[Arch], k: int, rng: np.random.Generator) 
 
 
 # name -> (weight spread by typical_weight?, how to pick from the scores)
-STRATEGY_PARTS: dict[str, tuple[bool, str]] = {
+RULE_PARTS: dict[str, tuple[bool, str]] = {
     "active": (False, "top"),             # highest relative spread
     "diverse": (False, "diverse"),        # spread x Hamming distance within the batch
     "proportional": (False, "gumbel"),    # drawn in proportion to spread
     "typical": (True, "top"),             # spread x density of the predicted latency
     "typical-diverse": (True, "diverse"),
 }
-STRATEGIES = (*STRATEGY_PARTS, "random")
+RULES = (*RULE_PARTS, "random")
+RULES = RULES  # the name before the rename
 
 
-def choose(strategy: str, predictor: Predictor | None, candidates: Sequence[Arch], k: int,
+def choose(rule: str, predictor: Predictor | None, candidates: Sequence[Arch], k: int,
            rng: np.random.Generator, near_ms: "float | Sequence[float] | None" = None) -> list[Arch]:
-    """The next ``k`` architectures by ``strategy`` (see STRATEGIES) among ``candidates``;
+    """The next ``k`` architectures by ``rule`` (see RULES) among ``candidates``;
     ``random`` (or no predictor yet) draws uniformly."""
-    if strategy not in STRATEGIES:
-        raise UnknownName("active-profiling strategy", strategy, STRATEGIES)
+    if rule not in RULES:
+        raise UnknownName("active-profiling rule", rule, RULES)
     if k < 1:
         raise BadBatch(f"choose at least one architecture per round, got {k}")
     candidates = list(candidates)
-    if strategy == "random" or predictor is None:
+    if rule == "random" or predictor is None:
         return choose_random(candidates, k, rng)
-    typical, pick = STRATEGY_PARTS[strategy]
+    typical, pick = RULE_PARTS[rule]
     scores, pred = _spread(predictor, candidates, near_ms, 0.5)
     if typical:
         scores = scores * typical_weight(pred)
@@ -242,14 +244,14 @@ def _score(predictor: Predictor, holdout: tuple[list[Arch], np.ndarray],
             metrics.mape(pred[mask], ms[mask]))
 
 
-def _check(batch: int, budget: int, strategy: str, pool: Sequence[Arch],
+def _check(batch: int, n_measurements: int, rule: str, pool: Sequence[Arch],
            holdout: tuple[Sequence[Arch], np.ndarray]) -> None:
     if batch < 1:
         raise BadBatch(f"batch must be at least 1 architecture per round, got {batch}")
-    if budget < 0:
-        raise BadBudget(f"the measurement budget must be 0 or more, got {budget}")
-    if strategy not in STRATEGIES:
-        raise UnknownName("active-profiling strategy", strategy, STRATEGIES)
+    if n_measurements < 0:
+        raise BadCount(f"the number of measurements must be 0 or more, got {n_measurements}")
+    if rule not in RULES:
+        raise UnknownName("active-profiling rule", rule, RULES)
     if len(pool) == 0:
         raise EmptyPool("the pool of candidate architectures is empty")
     if len(holdout[0]) == 0 or len(holdout[0]) != len(holdout[1]):
@@ -260,25 +262,25 @@ def _check(batch: int, budget: int, strategy: str, pool: Sequence[Arch],
 def active_profile(space: Space, make_predictor: Callable[[], Predictor],
                    measure: Callable[[list[Arch]], np.ndarray], initial: list[Arch],
                    initial_ms: "Sequence[float] | np.ndarray", pool: list[Arch],
-                   holdout: tuple[list[Arch], "np.ndarray"], *, batch: int = 25, budget: int = 200,
+                   holdout: tuple[list[Arch], "np.ndarray"], *, batch: int = 25, n_measurements: int = 200,
                    target_within10: float = 0.90, near_ms: "float | Sequence[float] | None" = None,
-                   strategy: str = "active", seed: int = 0,
+                   rule: str = "active", seed: int = 0,
                    on_round: Callable[[ActiveRound], None] | None = None,
                    holdout_mask: "np.ndarray | None" = None) -> ActiveOutcome:
-    """Fit, score on ``holdout``, stop at ``target_within10`` or after ``budget`` new
-    measurements, else measure ``batch`` more chosen from ``pool`` by ``strategy``
-    (``active``: highest relative spread; others in STRATEGY_PARTS; ``random``: the
+    """Fit, score on ``holdout``, stop at ``target_within10`` or after ``n_measurements`` new
+    measurements, else measure ``batch`` more chosen from ``pool`` by ``rule``
+    (``active``: highest relative spread; others in RULE_PARTS; ``random``: the
     baseline; draws use ``seed``) and refit. ``near_ms`` (latency budgets) weights the
     choice towards architectures predicted near one of them.
 
     ``measure(archs) -> ms`` is the caller's: a value that is not finite and positive
-    means "could not be measured" -- it counts against the budget, is never chosen again
+    means "could not be measured" -- it counts against ``n_measurements``, is never chosen again
     and is not trained on. Holdout architectures are never chosen (that would leak).
     ``holdout_mask`` (bool) selects the held-out rows scored by ±10 % and MAPE (NB201 cells
     reported at ~0 ms make relative errors meaningless); Spearman uses every row.
     An empty ``initial`` starts with a random batch."""
     hold_archs, hold_ms = list(holdout[0]), np.asarray(holdout[1], dtype=np.float64).reshape(-1)
-    _check(batch, budget, strategy, pool, (hold_archs, hold_ms))
+    _check(batch, n_measurements, rule, pool, (hold_archs, hold_ms))
     mask = np.ones(len(hold_ms), bool) if holdout_mask is None else np.asarray(holdout_mask, bool)
     if mask.shape != hold_ms.shape or not mask.any():
         raise ActiveError("holdout_mask must select at least one of the held-out architectures")
@@ -302,11 +304,11 @@ def active_profile(space: Space, make_predictor: Callable[[], Predictor],
             if w10 >= target_within10:
                 reached = True
                 break
-        k = min(batch, budget - spent)
+        k = min(batch, n_measurements - spent)
         candidates = _candidates(space, pool, tried) if k > 0 else []
         if not candidates:
             break
-        new = choose(strategy, predictor, candidates, k, rng, near_ms)
+        new = choose(rule, predictor, candidates, k, rng, near_ms)
         new_ms = np.asarray(measure(list(new)), dtype=np.float64).reshape(-1)
         if len(new_ms) != len(new):
             raise ActiveError(f"measure returned {len(new_ms)} latencies for {len(new)} architectures")
@@ -316,5 +318,5 @@ def active_profile(space: Space, make_predictor: Callable[[], Predictor],
         archs.extend(a for a, good in zip(new, ok) if good)
         ms = np.concatenate([ms, new_ms[ok]])
     if predictor is None:
-        raise EmptyPool("nothing was measured: give initial measurements or a budget above 0")
+        raise EmptyPool("nothing was measured: give initial measurements or n_measurements above 0")
     return ActiveOutcome(predictor, archs, ms, rounds, reached)

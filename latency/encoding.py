@@ -165,7 +165,7 @@ class CostTable:
             for option in range(len(decision)):
                 if option == base.choices[i]:
                     continue
-                arch = Arch(space.name, base.choices[:i] + (option,) + base.choices[i + 1:])
+                arch = Arch(space.key, base.choices[:i] + (option,) + base.choices[i + 1:])
                 if not space.is_valid(arch):
                     return  # a rule couples decisions: no single-change probe, stay exact
                 probes.append(arch)

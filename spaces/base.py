@@ -9,9 +9,10 @@ a token sequence (NAO), a human string form, and a standalone ``nn.Module``.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -79,6 +80,29 @@ class Space(ABC):
         measurement store, where two presets of one family must not be mixed."""
         return self.name
 
+    @classmethod
+    def from_key(cls, key: str, **kwargs: Any) -> "Space":
+        """The space whose :attr:`key` is ``key``: ``"nb201"`` or ``"nb201(C=8,N=1)"``;
+        families with colon keys (``"fbnetv2:tiny:w0.5"``) override :meth:`key_options`."""
+        return cls(**{**cls.key_options(key), **kwargs})
+
+    @classmethod
+    def key_options(cls, key: str) -> dict[str, Any]:
+        """Constructor options written in a key; the default reads ``name(k=v,...)``."""
+        import ast
+
+        match = re.fullmatch(rf"{re.escape(cls.name)}(?:\((.*)\))?", key.strip())
+        if match is None:
+            raise InvalidArchitecture(cls.name, f"{key!r} is not a key of this space")
+        options: dict[str, Any] = {}
+        for part in filter(None, (match.group(1) or "").split(",")):
+            name, _, value = part.partition("=")
+            try:
+                options[name.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                options[name.strip()] = value.strip()
+        return options
+
     def __repr__(self) -> str:
         return f"<Space {self.key}: {len(self.decisions)} decisions, {self.size} archs>"
 
@@ -93,7 +117,10 @@ class Space(ABC):
         member of this space; return it unchanged so calls can be chained."""
         if not isinstance(arch, Arch):
             raise InvalidArchitecture(self.name, f"expected an Arch, got {type(arch).__name__}")
-        if arch.space != self.name:
+        # An arch carries the key of the space that made it, so two presets never mix; a
+        # family-level tag (``Arch("nb201", ...)`` written by hand or read from an older
+        # file) is accepted by every variant of the family.
+        if arch.space not in (self.key, self.name):
             raise InvalidArchitecture(self.name, f"architecture belongs to space {arch.space!r}")
         if len(arch.choices) != len(self.decisions):
             raise InvalidArchitecture(
@@ -121,7 +148,7 @@ class Space(ABC):
 
     def arch(self, choices: "tuple[int, ...] | list[int]") -> Arch:
         """Build and validate an Arch of this space from option indices."""
-        return self.validate(Arch(self.name, tuple(choices)))
+        return self.validate(Arch(self.key, tuple(choices)))
 
     # ---- string forms ---------------------------------------------------------------
     @abstractmethod
@@ -146,7 +173,7 @@ class Space(ABC):
         gen = as_rng(rng)
         for _ in range(10_000):
             choices = tuple(int(gen.integers(len(d))) for d in self.decisions)
-            candidate = Arch(self.name, choices)
+            candidate = Arch(self.key, choices)
             if self.is_valid(candidate):
                 return candidate
         raise RuntimeError(f"could not sample a valid {self.name} architecture")
@@ -172,7 +199,7 @@ class Space(ABC):
             i = int(gen.choice(movable))
             other = int(gen.integers(len(self.decisions[i]) - 1))
             other += other >= arch.choices[i]  # skip the current option
-            candidate = Arch(self.name, arch.choices[:i] + (other,) + arch.choices[i + 1:])
+            candidate = Arch(self.key, arch.choices[:i] + (other,) + arch.choices[i + 1:])
             if self.is_valid(candidate):
                 return candidate
         raise RuntimeError(f"no valid mutation of {self.to_string(arch)}")
@@ -186,7 +213,7 @@ class Space(ABC):
         for i, decision in enumerate(self.decisions):
             for option in range(len(decision)):
                 if option != arch.choices[i]:
-                    candidate = Arch(self.name, arch.choices[:i] + (option,) + arch.choices[i + 1:])
+                    candidate = Arch(self.key, arch.choices[:i] + (option,) + arch.choices[i + 1:])
                     if self.is_valid(candidate):
                         yield candidate
 

@@ -33,29 +33,23 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from spaces import builder_discovery as discovery
 from spaces import loader
+from spaces.builder_discovery import UNUSED, Abort, Chooser, Pick, one_line
 from spaces.arch import Arch, Decision
 from spaces.base import Space, as_rng
 from spaces.errors import BuilderError, InvalidArchitecture
 
 log = logging.getLogger(__name__)
 
-UNUSED = "-"
 DEFAULT_INPUT_SIZE = 32
 DEFAULT_IN_CHANNELS = 3
 DEFAULT_NUM_CLASSES = 10
-RANDOM_PROBES = 16          # seeded random builds after the systematic discovery
-MAX_DISCOVERY_BUILDS = 5000
-MAX_COUNT_BUILDS = 512      # exact size of a conditional space by enumeration, up to this
 _CACHE_LIMIT = 8192
-
-Pick = Callable[[str, tuple[str, ...]], int]
 
 
 class OptionError(BuilderError, TypeError):
@@ -64,83 +58,6 @@ class OptionError(BuilderError, TypeError):
 
 
 OPTIONS = ("in_channels",)
-
-
-class _Abort(BaseException):
-    """Stops a builder mid-way (BaseException: a builder's ``except Exception`` cannot eat it)."""
-
-    def __init__(self, reason: str, decision: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.decision = reason, decision
-
-
-def _label(value: Any) -> str:
-    """The option's name in strings and tables: numbers and strings as written, a tuple
-    of numbers as ``3x3``, a class or function by its ``__name__``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return str(value)
-    if isinstance(value, (tuple, list)) and value and all(
-            isinstance(v, (bool, int, float, str)) for v in value):
-        return "x".join(str(v) for v in value)
-    name = getattr(value, "__name__", None)
-    return name if isinstance(name, str) else str(value)
-
-
-@dataclass(frozen=True)
-class _Options:
-    labels: tuple[str, ...]
-    values: tuple[Any, ...]
-
-    def __eq__(self, other: object) -> bool:  # options are compared by their names
-        return isinstance(other, _Options) and self.labels == other.labels
-
-    def __hash__(self) -> int:
-        return hash(self.labels)
-
-
-class _Chooser:
-    """The ``choice`` function one call of the builder receives: checks each call,
-    records the decisions in call order and answers with ``pick``'s option."""
-
-    def __init__(self, where: str, pick: Pick) -> None:
-        self.where, self.pick = where, pick
-        self.order: list[str] = []
-        self.options: dict[str, _Options] = {}
-        self.picked: dict[str, int] = {}
-
-    def __call__(self, name: str, options: Any) -> Any:
-        if not isinstance(name, str) or not name.strip() or any(c in name for c in ",=\n"):
-            raise BuilderError(f"{self.where} called choice with name {name!r}; a decision name "
-                               f"is a non-empty string without ',' or '='")
-        if isinstance(options, (str, bytes)) or not isinstance(options, (list, tuple, range)):
-            raise BuilderError(f"{self.where} called choice({name!r}, ...) with a "
-                               f"{type(options).__name__}; give a list of options")
-        values = tuple(options)
-        if not values:
-            raise BuilderError(f"{self.where} called choice({name!r}, ...) with no options")
-        if name in self.options:
-            raise BuilderError(f"{self.where} called choice({name!r}, ...) twice in one build; "
-                               f"give each decision its own name")
-        labels = tuple(_label(v) for v in values)
-        for label in labels:
-            if not label or any(c in label for c in ",=\n") or label == UNUSED:
-                raise BuilderError(f"{self.where}: option {label!r} of decision {name!r} cannot be "
-                                   f"written in an architecture string (no ',', '=' or a lone "
-                                   f"'{UNUSED}'); use numbers or plain names")
-        if len(set(labels)) != len(labels):
-            raise BuilderError(f"{self.where}: decision {name!r} has options with the same name "
-                               f"({', '.join(labels)}); make them distinct")
-        opts = _Options(labels, values)
-        index = self.pick(name, labels)
-        self.order.append(name)
-        self.options[name] = opts
-        self.picked[name] = index
-        return values[index]
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 class BuilderSpace(Space):
@@ -187,7 +104,7 @@ class BuilderSpace(Space):
     def __reduce__(self) -> tuple:
         # By value: the spec string and options; the receiving process imports the
         # function again and repeats the (deterministic) discovery.
-        return (_restore, (self._spec.text, self.name, dict(self._kwargs)))
+        return (loader.restore, (self._spec.text, self.name, dict(self._kwargs)))
 
     # ---- calling the builder ---------------------------------------------------------
     def _check_signature(self, fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
@@ -203,7 +120,7 @@ class BuilderSpace(Space):
         return dict(signature.parameters)
 
     def _call(self, pick: Pick, num_classes: int | None = None, input_size: int | None = None,
-              meta: bool = False) -> tuple[_Chooser, Any]:
+              meta: bool = False) -> tuple[Chooser, Any]:
         """One call of the builder; on the meta device first when ``meta`` (no weights),
         again on the CPU if the builder needs real tensors."""
         import torch
@@ -215,19 +132,19 @@ class BuilderSpace(Space):
             kwargs["in_channels"] = self.in_channels
         classes = int(num_classes or self.default_num_classes)
         for on_meta in ((True, False) if meta else (False,)):
-            chooser = _Chooser(self._where, pick)
+            chooser = Chooser(self._where, pick)
             try:
                 if on_meta:
                     with torch.device("meta"):
                         module = self._fn(chooser, classes, **kwargs)
                 else:
                     module = self._fn(chooser, classes, **kwargs)
-            except (_Abort, BuilderError):
+            except (Abort, BuilderError):
                 raise
             except Exception as error:  # noqa: BLE001 - the user's code may raise anything
                 if on_meta:
                     continue
-                raise BuilderError(f"{self._where} raised {_one_line(error)}") from None
+                raise BuilderError(f"{self._where} raised {one_line(error)}") from None
             if not isinstance(module, torch.nn.Module):
                 raise BuilderError(f"{self._where} returned {type(module).__name__}, not a "
                                    f"torch.nn.Module")
@@ -236,92 +153,19 @@ class BuilderSpace(Space):
 
     # ---- discovery -------------------------------------------------------------------
     def _discover(self) -> None:
-        known: dict[str, _Options] = {}
-        order: list[str] = []
-        traces: list[set[str]] = []
-        builds = 0
+        def call(pick: Pick) -> Chooser:
+            return self._call(pick, meta=True)[0]
 
-        def merge(chooser: _Chooser) -> None:
-            for k, name in enumerate(chooser.order):
-                options = chooser.options[name]
-                if name in known:
-                    if known[name] != options:
-                        raise BuilderError(
-                            f"{self._where} gave decision {name!r} different options in different "
-                            f"builds ({', '.join(known[name].labels)} / {', '.join(options.labels)});"
-                            f" a decision's options must not depend on other choices")
-                    continue
-                known[name] = options
-                before = [n for n in chooser.order[:k] if n in known and n in order]
-                order.insert(order.index(before[-1]) + 1 if before else 0, name)
-
-        def run(pick: Pick) -> _Chooser:
-            nonlocal builds
-            builds += 1
-            if builds > MAX_DISCOVERY_BUILDS:
-                raise BuilderError(f"{self._where} needs more than {MAX_DISCOVERY_BUILDS} builds to "
-                                   f"discover its decisions; make fewer decisions conditional")
-            chooser, _ = self._call(pick, meta=True)
-            merge(chooser)
-            traces.append(set(chooser.order))
-            return chooser
-
-        contexts: list[dict[str, int]] = [{}]
-        i = 0
-        while i < len(contexts):
-            context = contexts[i]
-            i += 1
-            base = run(lambda name, labels, c=context: c.get(name, 0))
-            for name in base.order:
-                if name in context:
-                    continue
-                for j in range(1, len(known[name].labels)):
-                    trial = {**context, name: j}
-                    count = len(known)
-                    run(lambda n, labels, c=trial: c.get(n, 0))
-                    if len(known) > count:  # new decisions appear under this choice
-                        contexts.append(trial)
-        rng = np.random.default_rng(0)
-        for _ in range(RANDOM_PROBES):
-            run(lambda name, labels: int(rng.integers(len(labels))))
-        if not order:
-            raise BuilderError(f"{self._where} never calls choice; there is nothing to search")
-        self._conditional = frozenset(n for n in order if any(n not in t for t in traces))
-        self._options = {n: known[n] for n in order}
-        self._index = {n: k for k, n in enumerate(order)}
+        found = discovery.discover(call, self._where)
+        self._conditional = found.conditional
+        self._options = dict(found.options)
+        self._index = {n: k for k, n in enumerate(found.order)}
         self.decisions = tuple(
-            Decision(n, known[n].labels + ((UNUSED,) if n in self._conditional else ()))
-            for n in order)
-        self._size = self._count()
+            Decision(n, found.options[n].labels + ((UNUSED,) if n in found.conditional else ()))
+            for n in found.order)
+        self._size = discovery.count(call, found, self.name)
         log.debug("%s: %d decisions (%d conditional) found in %d builds", self.name,
-                  len(order), len(self._conditional), builds)
-
-    def _count(self) -> int:
-        """Exact number of architectures: the product for plain spaces; for conditional
-        ones the leaves of the choice tree, enumerated up to a limit (else the product,
-        an upper bound)."""
-        if not self._conditional:
-            return math.prod(len(o.labels) for o in self._options.values())
-        builds = 0
-
-        def leaves(assigned: dict[str, int]) -> int:
-            nonlocal builds
-            builds += 1
-            if builds > MAX_COUNT_BUILDS:
-                raise _Abort("too many")
-            chooser, _ = self._call(lambda name, labels: assigned.get(name, 0), meta=True)
-            nxt = next((n for n in chooser.order if n not in assigned), None)
-            if nxt is None:
-                return 1
-            return sum(leaves({**assigned, nxt: j}) for j in range(len(chooser.options[nxt].labels)))
-
-        try:
-            return leaves({})
-        except _Abort:
-            bound = math.prod(len(d) for d in self.decisions)
-            log.info("%s: size not enumerated (over %d builds); using the bound %d",
-                     self.name, MAX_COUNT_BUILDS, bound)
-            return bound
+                  len(found.order), len(found.conditional), found.builds)
 
     @property
     def size(self) -> int:
@@ -344,12 +188,12 @@ class BuilderSpace(Space):
     def _follow(self, choices: tuple[int, ...]) -> Pick:
         def pick(name: str, labels: tuple[str, ...]) -> int:
             if name not in self._index:
-                raise _Abort(f"the builder asks for decision {name!r}, which discovery did not "
+                raise Abort(f"the builder asks for decision {name!r}, which discovery did not "
                              f"find (it appears only for a combination of choices); make it "
                              f"depend on one earlier choice or ask for it always", name)
             i = self._index[name]
             if choices[i] == self.unused_option(i):
-                raise _Abort(f"the decision applies here but is '{UNUSED}'", name)
+                raise Abort(f"the decision applies here but is '{UNUSED}'", name)
             return choices[i]
         return pick
 
@@ -366,7 +210,7 @@ class BuilderSpace(Space):
                           and choices[i] != self.unused_option(i)), None)
             result = None if wrong is None else (
                 f"the decision does not apply to this architecture; it must be '{UNUSED}'", wrong)
-        except _Abort as abort:
+        except Abort as abort:
             result = (abort.reason, abort.decision)
         self._remember(choices, result)
         return result
@@ -391,7 +235,7 @@ class BuilderSpace(Space):
 
         def checked(name: str, labels: tuple[str, ...]) -> int:
             if name not in self._index:
-                raise _Abort("unknown decision", name)
+                raise Abort("unknown decision", name)
             index = int(pick(name, labels))
             if not 0 <= index < len(labels):
                 raise InvalidArchitecture(self.name, f"option {index} out of range 0..{len(labels) - 1}",
@@ -401,14 +245,14 @@ class BuilderSpace(Space):
 
         try:
             self._call(checked, meta=True)
-        except _Abort as abort:
+        except Abort as abort:
             raise BuilderError(f"{self._where}: {self._follow_reason(abort)}") from None
         choices = tuple(asked.get(d.name, self.unused_option(i)) if d.name in self._conditional
                         else asked.get(d.name, 0) for i, d in enumerate(self.decisions))
         self._remember(choices, None)
         return self.arch(choices)
 
-    def _follow_reason(self, abort: _Abort) -> str:
+    def _follow_reason(self, abort: Abort) -> str:
         if abort.reason == "unknown decision":
             return (f"the builder asks for decision {abort.decision!r}, which discovery did not "
                     f"find (it appears only for a combination of choices); make it depend on one "
@@ -523,48 +367,6 @@ class BuilderSpace(Space):
     def _build(self, arch: Arch, num_classes: int, input_size: int) -> Any:
         try:
             _, module = self._call(self._follow(arch.choices), num_classes, input_size)
-        except _Abort as abort:
+        except Abort as abort:
             raise InvalidArchitecture(self.name, abort.reason, abort.decision) from None
         return module
-
-
-def _restore(spec: str, name: str, kwargs: dict[str, Any]) -> BuilderSpace:
-    return cached(spec, name=name, **kwargs)
-
-
-_SPACES: dict[tuple, BuilderSpace] = {}
-
-
-def cached(spec: str, name: str | None = None, **kwargs: Any) -> BuilderSpace:
-    """One discovery per (spec, options, file version) and process: the CLI asks for the
-    same space several times, and discovery builds the network dozens of times."""
-    unknown = sorted(set(kwargs) - set(OPTIONS))
-    if unknown:
-        raise OptionError(f"space {name or spec} takes no option {', '.join(map(repr, unknown))} "
-                          f"(a builder space takes {', '.join(OPTIONS)})")
-    parsed = loader.parse(spec)
-    stamp = None
-    if parsed.is_file:
-        try:
-            from pathlib import Path
-
-            stat = Path(parsed.source).stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None
-    key = (parsed.text, name, tuple(sorted(kwargs.items())), stamp)
-    space = _SPACES.get(key)
-    if space is None:
-        space = BuilderSpace(spec, name=name, **kwargs)
-        _SPACES[key] = space
-    return space
-
-
-def from_object(obj: Any, spec: str, name: str | None = None, **kwargs: Any) -> Space:
-    """What a spec or an entry point names, as a space: a Space subclass is instantiated
-    with the options, a function becomes a :class:`BuilderSpace`."""
-    if inspect.isclass(obj) and issubclass(obj, Space):
-        return obj(**kwargs)  # a TypeError for unknown options, as for registered spaces
-    if isinstance(obj, Space):
-        return obj
-    return cached(spec, name=name, **kwargs)

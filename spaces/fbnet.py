@@ -23,6 +23,7 @@ one of the 9^22 strings is a member of the space.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from spaces.arch import Arch, Decision
 from spaces.base import Space
@@ -113,6 +114,13 @@ class FBNetSpace(Space):
     @property
     def key(self) -> str:
         return self.name if self.stem == "cifar" else f"{self.name}:{self.stem}"
+
+    @classmethod
+    def key_options(cls, key: str) -> dict[str, Any]:
+        family, _, stem = key.strip().partition(":")
+        if family != cls.name:
+            raise InvalidArchitecture(cls.name, f"{key!r} is not a key of this space")
+        return {"stem": stem} if stem else {}
 
     # ---- macro-architecture ---------------------------------------------------------
     @property

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from spaces.arch import Arch, Decision
 from spaces.base import Space
@@ -251,6 +252,26 @@ class FBNetV2Space(Space):
         if self.expansions != EXPANSIONS:
             key += ":e" + "-".join(map(str, self.expansions))
         return key
+
+    @classmethod
+    def key_options(cls, key: str) -> dict[str, Any]:
+        """``fbnetv2:tiny:w0.5:c1:k3-5:e1-6`` -> preset, width_mult, in_channels, kernels,
+        expansions (the inverse of :attr:`key`)."""
+        family, *parts = key.strip().split(":")
+        if family != cls.name or not parts:
+            raise InvalidArchitecture(cls.name, f"{key!r} is not a key of this space "
+                                                f"(expected {cls.name}:PRESET[:w..][:c..][:k..][:e..])")
+        options: dict[str, Any] = {"preset": parts[0]}
+        readers = {"w": ("width_mult", float), "c": ("in_channels", int),
+                   "k": ("kernels", lambda v: tuple(int(x) for x in v.split("-"))),
+                   "e": ("expansions", lambda v: tuple(int(x) for x in v.split("-")))}
+        for part in parts[1:]:
+            name, read = readers.get(part[:1], (None, None))
+            try:
+                options[name] = read(part[1:])  # type: ignore[misc]
+            except (TypeError, ValueError):
+                raise InvalidArchitecture(cls.name, f"cannot read {part!r} in key {key!r}") from None
+        return options
 
     def stage_layout(self) -> tuple[StageLayout, ...]:
         """Per stage: stride, nested channel options, depth and its decision indices."""

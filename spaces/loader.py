@@ -125,3 +125,50 @@ def entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points as found
 
     return {ep.name: ep for ep in found(group=ENTRY_POINT_GROUP)}
+
+
+# ---- builder spaces, once per process ------------------------------------------------
+_SPACES: dict[tuple, Any] = {}
+
+
+def cached(spec: str, name: str | None = None, **kwargs: Any) -> Any:
+    """The :class:`spaces.builder.BuilderSpace` of ``spec``, discovered once per (spec,
+    options, file version) and process: the CLI asks for the same space several times,
+    and discovery builds the network dozens of times."""
+    from spaces.builder import OPTIONS, BuilderSpace, OptionError
+
+    unknown = sorted(set(kwargs) - set(OPTIONS))
+    if unknown:
+        raise OptionError(f"space {name or spec} takes no option {', '.join(map(repr, unknown))} "
+                          f"(a builder space takes {', '.join(OPTIONS)})")
+    parsed = parse(spec)
+    stamp = None
+    if parsed.is_file:
+        try:
+            stat = Path(parsed.source).stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+    key = (parsed.text, name, tuple(sorted(kwargs.items())), stamp)
+    if key not in _SPACES:
+        _SPACES[key] = BuilderSpace(spec, name=name, **kwargs)
+    return _SPACES[key]
+
+
+def restore(spec: str, name: str, kwargs: dict[str, Any]) -> Any:
+    """Unpickling a builder space: import the function again, discover again (deterministic)."""
+    return cached(spec, name=name, **kwargs)
+
+
+def from_object(obj: Any, spec: str, name: str | None = None, **kwargs: Any) -> Any:
+    """What a spec or an entry point names, as a space: a Space subclass is instantiated
+    with the options, a function becomes a builder space."""
+    import inspect
+
+    from spaces.base import Space
+
+    if inspect.isclass(obj) and issubclass(obj, Space):
+        return obj(**kwargs)  # a TypeError for unknown options, as for registered spaces
+    if isinstance(obj, Space):
+        return obj
+    return cached(spec, name=name, **kwargs)

@@ -24,7 +24,7 @@ hard-codes the 7, which would collide with input tokens for B > 5, hence B + 2.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -90,6 +90,19 @@ class NAOSpace(Space):
             return self.name
         key = f"{self.name}:B{self.B}:C{self.C}:N{self.N}"
         return key if self.in_channels == 3 else f"{key}:in{self.in_channels}"
+
+    @classmethod
+    def key_options(cls, key: str) -> dict[str, Any]:
+        """``nao:B5:C16:N1[:in1]`` -> B, C, N, in_channels (the inverse of :attr:`key`)."""
+        family, *parts = key.strip().split(":")
+        names = {"B": "B", "C": "C", "N": "N", "in": "in_channels"}
+        options: dict[str, Any] = {}
+        for part in parts:
+            label = part.rstrip("0123456789")
+            if family != cls.name or label not in names or label == part:
+                raise InvalidArchitecture(cls.name, f"{key!r} is not a key of this space")
+            options[names[label]] = int(part[len(label):])
+        return options
 
     # ---- structure ------------------------------------------------------------------
     def cells(self, arch: Arch) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
@@ -219,7 +232,7 @@ class NAOSpace(Space):
         """
         starts = self._swappable(arch)
         limit = len(starts) if max_swaps is None else min(max_swaps, len(starts))
-        return [Arch(self.name, self._swap(arch.choices, combo))
+        return [Arch(self.key, self._swap(arch.choices, combo))
                 for r in range(1, limit + 1) for combo in itertools.combinations(starts, r)]
 
     def sample_symmetric(self, arch: Arch, rng: np.random.Generator | int | None = None) -> Arch:
@@ -228,13 +241,13 @@ class NAOSpace(Space):
         self.validate(arch)
         gen = as_rng(rng)
         starts = [cell * 4 * self.B + 4 * int(gen.integers(self.B)) for cell in range(2)]
-        return Arch(self.name, self._swap(arch.choices, starts))
+        return Arch(self.key, self._swap(arch.choices, starts))
 
     def canonical(self, arch: Arch) -> Arch:
         """The one representative of ``arch``'s swap class: each node's branches ordered
         so that (x input, x op) <= (y input, y op). Use it to deduplicate architectures."""
         c = self.validate(arch).choices
-        return Arch(self.name, self._swap(c, [s for s in range(0, len(c), 4) if c[s:s + 2] > c[s + 2:s + 4]]))
+        return Arch(self.key, self._swap(c, [s for s in range(0, len(c), 4) if c[s:s + 2] > c[s + 2:s + 4]]))
 
     # ---- network --------------------------------------------------------------------
     def _build(self, arch: Arch, num_classes: int, input_size: int) -> "torch.nn.Module":  # noqa: F821

@@ -156,7 +156,7 @@ class NB201Space(Space):
         """The cell the benchmark numbers ``index``."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
             raise InvalidArchitecture(self.name, f"index must be an integer in 0..{SIZE - 1}, got {index!r}")
-        return Arch(self.name, decode(int(_index_table()[0][int(index)])))
+        return Arch(self.key, decode(int(_index_table()[0][int(index)])))
 
     # ---- graph properties -----------------------------------------------------------
     def is_disconnected(self, arch: Arch) -> bool:

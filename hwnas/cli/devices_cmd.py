@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 COMMAND = "devices"
 ORDER = 20
@@ -13,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads the fingerprints are computed for (default 1)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per backend instead of tables")
+                        help="print the backends as one JSON list (alone on stdout) instead of tables")
 
 
 def left_aligned(rows: list[dict[str, str]]) -> str:
@@ -43,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
             row["id"], row["label / reason"] = fp["id"], fp["label"]
         rows.append(row)
     if args.json:
-        for row in rows:
-            print(json.dumps({**row, "fingerprint": fingerprints.get(row["device"])}, default=str))
+        from hwnas.cli._options import print_json
+
+        print_json([{**row, "fingerprint": fingerprints.get(row["device"])} for row in rows])
         return 0
     print(left_aligned(rows))
     for spec, fp in fingerprints.items():

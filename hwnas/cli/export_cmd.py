@@ -18,6 +18,8 @@ from typing import Any
 
 from spaces.errors import HwnasError
 
+from hwnas.cli import _options
+
 COMMAND = "export"
 ORDER = 80
 
@@ -29,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--space", help="space name, e.g. nb201, fbnet, fbnetv2, nao")
     what.add_argument("--arch", help="architecture string of that space")
     what.add_argument("--preset", help="space preset, e.g. fbnetv2's tiny/mobile")
-    what.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE",
-                      help="other space parameter (repeatable), e.g. stem=imagenet or C=8")
+    what.add_argument("--space-opt", action="append", default=[], metavar="KEY=VALUE",
+                      dest="space_arg",
+                      help="other space constructor option (repeatable), e.g. stem=imagenet or C=8")
+    _options.alias(what, "--space-arg", "space_arg", action="append")
     what.add_argument("--pick", type=int, metavar="K",
                       help="with RUN_DIR: row K (0-based) of RUN_DIR/pareto.csv instead of the best")
     what.add_argument("--inspect", metavar="MODEL", help="print the hwnas metadata of an ONNX file and exit")
@@ -44,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
                      help="torch.onnx exporter; auto = TorchScript (as profiling), falling back "
                           "to dynamo (default)")
-    out.add_argument("--input", type=int, default=None, metavar="SIZE",
+    out.add_argument("--input-size", type=int, default=None, metavar="PX", dest="input",
                      help="input resolution (default: the space's own)")
+    _options.alias(out, "--input", "input", type=int)
     out.add_argument("--num-classes", type=int, default=None, metavar="N",
                      help="output classes (default: the space's own, or the dataset's with --train)")
     out.add_argument("--int8", action="store_true",
@@ -93,7 +98,7 @@ def space_kwargs(preset: str | None, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise HwnasError(f"--space-arg takes KEY=VALUE, got {pair!r}")
+            raise HwnasError(f"--space-opt takes KEY=VALUE, got {pair!r}")
         kwargs[key.strip()] = _value(value.strip())
     return kwargs
 
@@ -161,7 +166,6 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
     """What to export from a run folder (layout: :mod:`hwnas.runs`): a pipeline run's
     network ``pick``; a single search's best architecture, or row ``pick`` of pareto.csv."""
     from hwnas import runs
-    from spaces import Arch
 
     if not run_dir.is_dir():
         raise HwnasError(f"{run_dir} is not a folder")
@@ -178,7 +182,7 @@ def run_target(run_dir: Path, pick: int | None) -> dict[str, Any]:
         if best is None:
             raise HwnasError(f"{run_dir} has no {runs.BEST_ARCH} (the search chose no architecture)")
         if "choices" in best:
-            target["arch"] = Arch(name, tuple(best["choices"]))
+            target["arch"] = [int(c) for c in best["choices"]]
         elif "arch" in best:
             target["arch"] = best["arch"]
         else:
@@ -248,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         raise HwnasError(f"--epochs must be at least 1, got {args.epochs}")
     _checks.at_least("--epochs", args.epochs, 1, 10_000)
     _checks.num_classes("--num-classes", args.num_classes)
-    _checks.input_size("--input", args.input)
+    _checks.input_size("--input-size", args.input)
     _checks.seed("--seed", args.seed)
     _checks.at_least("--pick", args.pick, 0)
     target = _target(args)

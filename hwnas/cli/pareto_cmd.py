@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hwnas.cli import _options
+
 COMMAND = "pareto"
 ORDER = 45
 
@@ -15,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PNG", help="where to draw the front "
                                                       "(default RUN_DIR/pareto.png)")
     parser.add_argument("--all", action="store_true", help="print every evaluation, not just the front")
+    _options.json_option(parser)
 
 
 def _objectives(config: dict[str, Any], path: Path) -> list[Any]:
@@ -31,7 +34,7 @@ def _objectives(config: dict[str, Any], path: Path) -> list[Any]:
     return objectives
 
 
-def _pipeline(folder: Any, config: dict[str, Any], plot: Path) -> int:
+def _pipeline(folder: Any, config: dict[str, Any], plot: Path, as_json: bool = False) -> int:
     """A pipeline run: its front is one network per budget, measured on the device."""
     import pandas as pd
 
@@ -41,6 +44,10 @@ def _pipeline(folder: Any, config: dict[str, Any], plot: Path) -> int:
 
     front = folder.read_front(("k", "arch", "meets_budget"),
                               ("budget_ms", "accuracy", "predicted_ms", "measured_ms"))
+    if as_json:
+        _options.print_json({"run": str(folder.path), "kind": "pipeline",
+                             "space": config.get("space"), "front": front})
+        return 0
     pd.set_option("display.width", 200)
     print(f"{folder.path}: pipeline run, {config.get('space', '?')}, {len(front)} budget(s)")
     print(front.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else folder / "pareto.png"
     check_writable(plot, create_parent=True)  # before any table is read or drawn
     if "pipeline" in config:
-        return _pipeline(folder, config, plot)
+        return _pipeline(folder, config, plot, args.json)
     objectives = _objectives(config, folder / CONFIG)
     history = folder.read_history(("arch",), [o.name for o in objectives])
     front = pareto.front_of(history, objectives)
@@ -74,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         else config.get("space", "?")
     strategy = (config.get("strategy") or {}).get("name", "?") \
         if isinstance(config.get("strategy"), dict) else "?"
+    if args.json:
+        _options.print_json({"run": str(folder.path), "kind": "single", "space": space,
+                             "strategy": strategy, "evaluated": len(history),
+                             "budgets": [o.budget_text() for o in objectives if o.budget is not None],
+                             "front" if not args.all else "history": history if args.all else front})
+        return 0
     pd.set_option("display.width", 200)
     print(f"{folder.path}: {space}, strategy {strategy}, "
           f"{len(history)} evaluated, {len(front)} on the front")

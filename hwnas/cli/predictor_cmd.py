@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.cli import _options
+
 COMMAND = "predictor"
 ORDER = 40
 
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "device of this space in the store)")
     ev = sub.add_parser("eval", help="score a saved predictor on stored measurements")
     ev.add_argument("predictor", metavar="PRED", help="predictor file")
+    _options.json_option(ev)
     ev.add_argument("--db", required=True, metavar="FILE", help="SQLite measurement store")
     ev.add_argument("--device", default=None, help="device to score on (default: the predictor's own)")
     ev.add_argument("--batch", type=int, default=None, help="batch size (default: the predictor's)")
@@ -56,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--plot", default=None, metavar="PNG", help="also write a scatter plot")
     pr = sub.add_parser("predict", help="predict the latency of architecture strings")
     pr.add_argument("predictor", metavar="PRED", help="predictor file")
+    _options.json_option(pr)
     pr.add_argument("archs", nargs="+", metavar="ARCH", help="architecture strings of the space")
     pr.add_argument("--device", default=None, help="refuse unless the predictor is for this device")
     pr.add_argument("--allow-device-mismatch", action="store_true",
@@ -257,8 +261,9 @@ def _eval(args: argparse.Namespace) -> int:
     series, batch, shape = device_rows(store, space.key, device_id, batch, own.get("input_shape"))
     trained = set(pred.train_archs) if device_id == own.get("id") else set()
     held = [s for s in series.index if s not in trained]
-    print(f"{pred.kind} predictor ({space.key}, trained on {own.get('label')} with {pred.train_size} "
-          f"measurements) scored on {label} (batch {batch}, {shape})")
+    if not args.json:
+        print(f"{pred.kind} predictor ({space.key}, trained on {own.get('label')} with "
+              f"{pred.train_size} measurements) scored on {label} (batch {batch}, {shape})")
     if not held:
         raise HwnasError("every stored measurement of this device was used for training; "
                          "nothing is left to score")
@@ -266,10 +271,16 @@ def _eval(args: argparse.Namespace) -> int:
     measured = series.loc[held].to_numpy(dtype=np.float64)
     predicted = pred.predict(archs)
     title = "held-out" if trained else "all stored"
-    _print_metrics(f"{title} ({len(held)} architectures)", metrics.summary(predicted, measured,
-                                                                         _relative_mask(space, archs)))
-    if args.plot:
-        png = scatter_plot(Path(args.plot), measured, predicted, f"{pred.kind} on {label}")
+    scores = metrics.summary(predicted, measured, _relative_mask(space, archs))
+    png = scatter_plot(Path(args.plot), measured, predicted, f"{pred.kind} on {label}") \
+        if args.plot else None
+    if args.json:
+        _options.print_json({"kind": pred.kind, "space": space.key, "device": label,
+                             "batch": batch, "input_shape": shape, "scored_on": title,
+                             "metrics": scores, "plot": str(png) if png else None})
+        return 0
+    _print_metrics(f"{title} ({len(held)} architectures)", scores)
+    if png is not None:
         print(f"scatter plot: {png}")
     return 0
 
@@ -288,6 +299,10 @@ def _predict(args: argparse.Namespace) -> int:
     except PredictorError:
         pass
     device = (pred.device or {}).get("label")
+    if args.json:
+        _options.print_json({"kind": pred.kind, "space": pred.space.key, "device": device,
+                             "predictions": table})
+        return 0
     print(f"{pred.kind} predictor, space {pred.space.key}, device {device}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0

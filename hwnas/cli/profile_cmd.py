@@ -16,6 +16,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hwnas.cli import _options
+from hwnas.cli import _profile_active as profile_active
+
 COMMAND = "profile"
 ORDER = 30
 
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archs", metavar="FILE", help="architectures to measure, one string per line")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--input", "--input-size", type=int, default=None, metavar="SIZE",
+    _options.alias(parser, "--input", "input", type=int)
+    parser.add_argument("--input-size", type=int, default=None, metavar="PX", dest="input",
                         help="input resolution (default: the space's own; --model: the ONNX file's, "
                              "224 for torch models)")
     parser.add_argument("--preset", default=None,
@@ -85,27 +89,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "benchmarks/active_profiling.py), active (highest relative spread), "
                              "typical, typical-diverse, "
                              "proportional, or random (the baseline); see latency.active")
-    active.add_argument("--save", metavar="PRED.pt", help="save the final mlp predictor here")
+    active.add_argument("-o", "--output", metavar="PRED.pt", dest="save",
+                        help="save the final mlp predictor to this file")
+    _options.alias(active, "--save", "save")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
                         help="import measurements into --db instead of measuring: another store "
-                             "(.sqlite), a file written by --export (.csv/.parquet) or a HELP "
+                             "(.sqlite), a file written by --export-table (.csv/.parquet) or a HELP "
                              "latency table (shared data); rows already stored are skipped")
-    parser.add_argument("--export", metavar="FILE",
+    parser.add_argument("--export-table", metavar="FILE", dest="export",
                         help="after profiling/importing (or alone), write the store to FILE (.csv or "
                              ".parquet), device fingerprints included, for --import elsewhere")
+    _options.alias(parser, "--export", "export")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _options.json_option(parser)
     from hwnas import executors
 
     executors.add_arguments(parser)
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def load_space(name: str, preset: str | None, options: list[str]) -> Any:
@@ -113,12 +112,9 @@ def load_space(name: str, preset: str | None, options: list[str]) -> Any:
     import spaces
     from spaces.errors import HwnasError
 
-    kwargs: dict[str, Any] = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key:
-            raise HwnasError(f"--space-opt expects KEY=VALUE, got {option!r}")
-        kwargs[key.strip()] = _value(value.strip())
+    from hwnas.cli._options import space_opts
+
+    kwargs = space_opts(options)
     if name not in spaces.names():
         spaces.get(name)  # raises UnknownName with the known names
     # --preset is the space's own variant keyword: "preset" (fbnetv2) or "stem" (fbnet).
@@ -174,6 +170,16 @@ def _plan(args: argparse.Namespace) -> Any:
                         statistic=args.statistic, clock=args.clock)
 
 
+def _summary_record(frame: Any, fingerprint: dict[str, Any], report: Any, store_path: Path) -> dict:
+    """What ``--json`` prints per device: the same figures as the table."""
+    lat = frame["latency_ms"].astype(float)
+    return {"device": fingerprint["label"], "device_id": fingerprint["id"], "archs": len(frame),
+            "statistic": str(frame["statistic"].iloc[0]) if len(frame) else None,
+            "min_ms": lat.min(), "median_ms": lat.median(), "max_ms": lat.max(),
+            "measured_now": report.measured, "already_stored": report.skipped,
+            "store": str(store_path)}
+
+
 def _summary(frame: Any, measured: int, skipped: int, label: str, store_path: Path) -> str:
     import numpy as np
     import pandas as pd
@@ -202,7 +208,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
     _checks.at_least("-n", args.num)
     _checks.at_least("--batch", args.batch, 1, 4096)
     _checks.count("--group", args.group)
-    _checks.input_size("--input", args.input)
+    _checks.input_size("--input-size", args.input)
     _checks.seed("--seed", args.seed)
     _checks.at_least("--threads", args.threads, 1, 1024)
     _checks.count("--rounds", args.rounds)
@@ -257,9 +263,9 @@ def run(args: argparse.Namespace) -> int:
         raise HwnasError("--group and --batch must be at least 1")
     _check_numbers(args)
     if args.active:
-        _check_active(args)
+        profile_active.check(args)
     elif args.save:
-        raise HwnasError("--save needs --active (or fit a predictor with `hwnas predictor fit`)")
+        raise HwnasError("-o/--output (the predictor file) needs --active (or fit a predictor with `hwnas predictor fit`)")
     _check_outputs(args)
 
     from hwnas import executors
@@ -274,28 +280,35 @@ def run(args: argparse.Namespace) -> int:
                                input_size=args.input, group=args.group)
     if args.active:
         with MeasurementStore(args.db) as store, executors.from_args(args) as executor:
-            return _active(args, space, job, executor, store)
+            return profile_active.run(args, space, job, executor, store, _measure)
     archs = read_archs(space, args.archs) if args.archs else space.sample_many(args.num, args.seed)
     if args.num is not None:
         archs = archs[: args.num]
-    strings = [space.to_string(a) for a in archs]
     # a bad or full store fails before the device is set up; closed on any error
     with MeasurementStore(args.db) as store:
         with executors.from_args(args) as executor:
-            report = _measure(args, executor, job, store, strings)
+            report = _measure(args, executor, job, store, archs)
+        summaries = []
         for device_id, fingerprint in report.fingerprints.items():
             frame = store.frame(space=space.key, device=device_id, batch=args.batch,
                                 input_shape=job.input_shape)
-            frame = frame[frame["arch"].isin(set(strings))]
-            print(_summary(frame, report.measured, report.skipped, fingerprint["label"], store.path))
-        if args.export:
-            print(f"exported {store.export(args.export)}")
+            frame = frame[frame["arch"].isin({space.to_string(a) for a in archs})]
+            if args.json:
+                summaries.append(_summary_record(frame, fingerprint, report, store.path))
+            else:
+                print(_summary(frame, report.measured, report.skipped, fingerprint["label"],
+                               store.path))
+        exported = store.export(args.export) if args.export else None
+        if args.json:
+            _options.print_json({"devices": summaries, "exported": exported})
+        elif exported:
+            print(f"exported {exported}")
     report.raise_for_failures()
     return 0
 
 
 def _measure(args: argparse.Namespace, executor: Any, job: Any, store: Any,
-             strings: list[str]) -> Any:
+             archs: list[Any]) -> Any:
     """Measure what ``store`` lacks with ``executor``, which commits each group as soon as
     it is timed (locally: group after group here; on Ray: one actor per device node)."""
     import numpy as np
@@ -315,7 +328,7 @@ def _measure(args: argparse.Namespace, executor: Any, job: Any, store: Any,
         bars[0].refresh()
 
     try:
-        return executor.profile(job, strings, store, on_group=progress)
+        return executor.profile(job, archs, store, on_group=progress)
     finally:
         for bar in bars:
             bar.close()
@@ -357,108 +370,4 @@ def _profile_model(args: argparse.Namespace) -> int:
     print(f"  {when}: {store.path}, space {model_latency.SPACE}, arch {model.arch}")
     if args.export:
         print(f"exported {store.export(args.export)}")
-    return 0
-
-
-# ---- active profiling ------------------------------------------------------------------------
-def _check_active(args: argparse.Namespace) -> None:
-    from latency.active import STRATEGIES
-    from latency.predictors import predictor_class
-    from spaces.errors import HwnasError, UnknownName
-
-    if args.num is None:
-        raise HwnasError("--active needs -n N, the number of architectures to measure after the "
-                         "initial and held-out ones")
-    for name, least in (("pool", 1), ("initial", predictor_class("mlp").min_train), ("holdout", 2),
-                        ("per_round", 1)):
-        if getattr(args, name) < least:
-            raise HwnasError(f"--{name.replace('_', '-')} must be at least {least}, "
-                             f"got {getattr(args, name)}")
-    if not 0 < args.target <= 1:
-        raise HwnasError(f"--target is a share between 0 and 1, got {args.target}")
-    if args.near_ms is not None and args.near_ms <= 0:
-        raise HwnasError(f"--near-ms must be a positive latency, got {args.near_ms}")
-    if args.choose not in STRATEGIES:
-        raise UnknownName("active-profiling strategy", args.choose, STRATEGIES)
-
-
-def _active(args: argparse.Namespace, space: Any, job: Any, executor: Any, store: Any) -> int:
-    """Measure a random held-out and initial set, then rounds chosen by the ensemble's
-    relative spread, each committed to the store like any profiling group. Stored rows are
-    reused: the choices are deterministic (seeded sampling and training), so re-running
-    after a kill replays them from the store and measures only what is missing."""
-    import numpy as np
-    import torch
-
-    from latency import predictors
-    from latency.active import active_profile
-    from latency.store import shape_key
-    from spaces.errors import HwnasError
-
-    # The small ensemble fits fastest on one thread (here, with the other core busy, a
-    # 400-step fit took 2.1 s on one and 6.5 s on two); profilers set their own while timing.
-    torch.set_num_threads(1)
-    if args.archs:
-        listed = read_archs(space, args.archs)
-        archs = [listed[i] for i in np.random.default_rng(args.seed).permutation(len(listed))]
-    else:
-        archs = space.sample_many(args.holdout + args.initial + args.pool, args.seed)
-    hold, init = archs[:args.holdout], archs[args.holdout:args.holdout + args.initial]
-    pool = archs[args.holdout + args.initial:]
-    if not pool:
-        raise HwnasError(f"no architectures left for the pool after {args.holdout} held-out and "
-                         f"{args.initial} initial ones")
-    reports: list[Any] = []
-    device: dict[str, Any] = {}
-
-    def measure(chosen: list[Any]) -> np.ndarray:
-        strings = [space.to_string(a) for a in chosen]
-        report = _measure(args, executor, job, store, strings)
-        reports.append(report)
-        device.update(next(iter(report.fingerprints.values())))
-        frame = store.frame(space=space.key, device=device["id"], batch=args.batch,
-                            input_shape=job.input_shape)
-        stored = dict(zip(frame["arch"], frame["latency_ms"].astype(float)))
-        return np.array([stored.get(s, np.nan) for s in strings], dtype=np.float64)
-
-    def usable(chosen: list[Any], ms: np.ndarray) -> tuple[list[Any], np.ndarray]:
-        ok = np.isfinite(ms) & (ms > 0)
-        return [a for a, good in zip(chosen, ok) if good], ms[ok]
-
-    measured = measure(hold + init)
-    hold_archs, hold_ms = usable(hold, measured[:len(hold)])
-    init_archs, init_ms = usable(init, measured[len(hold):])
-    if len(hold_archs) < 2 or len(init_archs) < predictors.predictor_class("mlp").min_train:
-        raise HwnasError("too few of the held-out / initial architectures could be measured "
-                         "to start active profiling")
-    print(f"active profiling ({args.choose}) on {device.get('label')}: {len(init_archs)} initial, "
-          f"{len(hold_archs)} held out, budget {args.num} more from a pool of {len(pool)}, "
-          f"{args.per_round} per round, target ±10% share {args.target:.0%}")
-    print(f"{'measured':>8} {'spearman':>9} {'±10%':>6} {'MAPE %':>7} {'seconds':>8}", flush=True)
-
-    def show(r: Any) -> None:
-        print(f"{r.measured:>8} {r.spearman:>9.3f} {r.within10:>6.1%} {r.mape:>7.2f} {r.seconds:>8.1f}",
-              flush=True)
-
-    outcome = active_profile(
-        space, lambda: predictors.create("mlp", space, seed=args.seed), measure, init_archs, init_ms,
-        pool, (hold_archs, hold_ms), batch=args.per_round, budget=args.num,
-        target_within10=args.target, near_ms=args.near_ms, strategy=args.choose, seed=args.seed,
-        on_round=show)
-    now = sum(r.measured for r in reports)
-    before = sum(r.skipped for r in reports)
-    last = outcome.rounds[-1]
-    verdict = "reached" if outcome.reached_target else "did not reach"
-    print(f"{verdict} the ±10% target ({last.within10:.1%} vs {args.target:.0%}) with "
-          f"{len(outcome.archs)} training + {len(hold_archs)} held-out measurements; {now} measured "
-          f"now, {before} already stored, in {store.path}")
-    if args.save:
-        outcome.predictor.set_device(device["id"], device.get("label"), store.fingerprint(device["id"]),
-                                     batch=args.batch, input_shape=shape_key(job.input_shape))
-        print(f"saved the mlp predictor (trained on {len(outcome.archs)}) to "
-              f"{outcome.predictor.save(args.save)}")
-    if args.export:
-        print(f"exported {store.export(args.export)}")
-    for report in reports:
-        report.raise_for_failures()
     return 0

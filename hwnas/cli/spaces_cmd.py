@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hwnas.cli import _options
+
 COMMAND = "spaces"
 ORDER = 10
 SHIPPED = Path(__file__).resolve().parents[2] / "spaces" / "data" / "cost_ranges.json"
@@ -26,11 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=int, default=5, metavar="K",
                         help="with NAME: print K sampled architectures (default 5)")
     parser.add_argument("--preset", default=None, help="space preset, e.g. fbnetv2's tiny/mobile")
-    parser.add_argument("--input", type=int, default=None, metavar="SIZE",
+    parser.add_argument("--input-size", type=int, default=None, metavar="PX", dest="input",
                         help="input resolution (default: the space's own)")
+    _options.alias(parser, "--input", "input", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--range-samples", type=int, default=100, metavar="N",
                         help="architectures sampled per space for the MACs/params range (default 100)")
+    _options.json_option(parser)
     parser.add_argument("--refresh", action="store_true",
                         help="recount the MACs/params ranges instead of using the kept ones")
 
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sample < 1 or args.range_samples < 1:
         raise HwnasError("--sample and --range-samples must be at least 1")
     _checks.count("--range-samples", args.range_samples)
-    _checks.input_size("--input", args.input)
+    _checks.input_size("--input-size", args.input)
     _checks.seed("--seed", args.seed)
     pd.set_option("display.width", 200)
     if args.name:
@@ -111,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
             cost = space.cost(arch, args.input)
             rows.append({"arch": space.to_string(arch), "MACs (M)": cost.macs / 1e6,
                          "params (M)": cost.params / 1e6})
+        if args.json:
+            _options.print_json({"space": space.key, "decisions": len(space.decisions),
+                                 "size": space.size, "input": list(space.input_shape(args.input)),
+                                 "sample": rows})
+            return 0
         print(f"{space.key}: {len(space.decisions)} decisions, {space.size:,} architectures, "
               f"input {space.input_shape(args.input)}")
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -118,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
 
     space_list = [_load(name, None) for name in spaces.names()]
     found = ranges(space_list, args.input, args.range_samples, args.seed, args.refresh)
+    if args.json:
+        _options.print_json([{"space": s.key, "decisions": len(s.decisions), "size": s.size,
+                              "input": list(s.input_shape(args.input)), **found[s.key]}
+                             for s in space_list])
+        return 0
     rows = []
     for space in space_list:
         r = found[space.key]

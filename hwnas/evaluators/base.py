@@ -121,7 +121,7 @@ def coordinate_minimum(space: Space, fn: Callable[[list[Arch]], np.ndarray], see
     for _ in range(max_passes):
         improved = False
         for i, decision in enumerate(space.decisions):
-            cands = [Arch(space.name, arch.choices[:i] + (j,) + arch.choices[i + 1:])
+            cands = [Arch(space.key, arch.choices[:i] + (j,) + arch.choices[i + 1:])
                      for j in range(len(decision)) if j != arch.choices[i]]
             cands = [c for c in cands if space.is_valid(c)]
             if not cands:

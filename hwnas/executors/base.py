@@ -75,7 +75,7 @@ class Executor(ABC):
         """Evaluate ``archs`` with the evaluator ``recipe`` builds; one Outcome per arch, in order."""
 
     @abstractmethod
-    def profile(self, job: "ProfileJob", arch_strings: Sequence[str], store: Any,
+    def profile(self, job: "ProfileJob", archs: "Sequence[Arch | str]", store: Any,
                 on_group: "Callable[[GroupEvent], None] | None" = None) -> "ProfileReport":
         """Measure every arch not yet in ``store`` on ``job.device``, committing each
         group to ``store`` as soon as it is measured (a kill loses only groups in flight)."""

@@ -27,9 +27,9 @@ class LocalExecutor(Executor):
     def release(self, recipe: EvaluatorRecipe) -> None:
         forget(recipe.key)
 
-    def profile(self, job: ProfileJob, arch_strings: Sequence[str], store: Any,
+    def profile(self, job: ProfileJob, archs: "Sequence[Arch | str]", store: Any,
                 on_group: Callable[[GroupEvent], None] | None = None) -> ProfileReport:
-        strings = unique(arch_strings)
+        strings = unique(job, archs)
         report = ProfileReport(requested=len(strings))
         worker = DeviceWorker(job)
         try:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from hwnas.executors.base import ExecutorError, Outcome
 from hwnas.executors.jobs import GroupResult, ProfileJob
+from spaces import Arch
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,12 @@ def split(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def unique(arch_strings: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(str(s) for s in arch_strings))
+def unique(job: ProfileJob, archs: Sequence["Arch | str"]) -> list[str]:
+    """The store keys of ``archs``, once each: Arch objects are written in the space's
+    string form here, at the boundary to workers and the store; strings (read from a
+    user's file) pass as they are, so a malformed one fails alone, on the worker."""
+    return list(dict.fromkeys(job.space.to_string(a) if isinstance(a, Arch) else str(a)
+                              for a in archs))
 
 
 def pending(store: Any, job: ProfileJob, fingerprint: dict[str, Any],

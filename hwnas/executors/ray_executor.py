@@ -183,11 +183,11 @@ class RayExecutor(Executor):
         self._recipes.pop(recipe.key, None)
 
     # ---- profiling ----------------------------------------------------------------------
-    def profile(self, job: ProfileJob, arch_strings: Sequence[str], store: Any,
+    def profile(self, job: ProfileJob, archs: "Sequence[Arch | str]", store: Any,
                 on_group: Callable[[GroupEvent], None] | None = None) -> ProfileReport:
         from hwnas.executors.ray_profiling import profile_on_ray
 
-        return profile_on_ray(self.ray, job, arch_strings, store, max_restarts=self.max_restarts,
+        return profile_on_ray(self.ray, job, archs, store, max_restarts=self.max_restarts,
                               max_task_retries=self.max_retries, on_group=on_group)
 
     # ---- lifetime -----------------------------------------------------------------------

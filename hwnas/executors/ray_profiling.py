@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from hwnas.executors.base import LOST, ExecutorError
 from hwnas.executors.jobs import DeviceWorker, ProfileJob, crash_outcomes
+from spaces import Arch
 from hwnas.executors.profiling import (GroupEvent, ProfileReport, commit, pending, split, started,
                                        unique)
 
@@ -73,16 +74,16 @@ def _actor_options(job: ProfileJob, resource: str, max_restarts: int,
     return options
 
 
-def profile_on_ray(ray: Any, job: ProfileJob, arch_strings: Sequence[str], store: Any, *,
+def profile_on_ray(ray: Any, job: ProfileJob, archs: "Sequence[Arch | str]", store: Any, *,
                    max_restarts: int = 3, max_task_retries: int = 3, max_actors: int | None = None,
                    on_group: Callable[[GroupEvent], None] | None = None) -> ProfileReport:
-    """Measure ``arch_strings`` on every node offering the device's resource.
+    """Measure ``archs`` on every node offering the device's resource.
 
     Actors whose devices share a fingerprint (identical boxes) share one queue of
     groups; a device with another fingerprint gets the full list, since its
     latencies are a different table.
     """
-    strings = unique(arch_strings)
+    strings = unique(job, archs)
     report = ProfileReport(requested=len(strings))
     resource = device_resource(job.device)
     units = int(ray.cluster_resources().get(resource, 0))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -48,11 +48,14 @@ def resolve_space(space: Space | str, space_kwargs: Mapping[str, Any] | None = N
                           f"{error}") from None
 
 
-def resolve_arch(space: Space, arch: Arch | str) -> Arch:
-    """An Arch of ``space`` from an Arch or its string form; another space's arch or string
-    raises InvalidArchitecture (a HwnasError) naming the problem."""
+def resolve_arch(space: Space, arch: "Arch | str | Sequence[int]") -> Arch:
+    """An Arch of ``space`` from an Arch, its string form or its choices (as arch.json
+    stores them); another space's arch or string raises InvalidArchitecture (a HwnasError)
+    naming the problem."""
     if isinstance(arch, Arch):
         return space.validate(arch)
+    if isinstance(arch, (list, tuple)):
+        return space.arch(arch)
     return space.from_string(str(arch).strip())
 
 

@@ -54,8 +54,8 @@ def refit(state: PipelineState) -> tuple[Any, dict[str, Any]]:
     stored measurement of the device except the held-out set; None with the reason when
     there are too few."""
     stored = state.meter.stored()
-    held = {state.space.to_string(a) for a in state.sets.holdout}
-    train = [(k, v) for k, v in stored.items() if k not in held]
+    held = set(state.sets.holdout)
+    train = [(a, ms) for a, ms in stored.items() if a not in held]
     if len(train) < MIN_REFIT:
         return None, {"refitted": False, "train": len(train),
                       "message": f"the store holds only {len(train)} measurement(s) besides the "
@@ -63,7 +63,7 @@ def refit(state: PipelineState) -> tuple[Any, dict[str, Any]]:
                                  f"more: hwnas profile --active --db ...)"}
     before = heldout_metrics(state.predictor, state.sets.holdout, state.holdout_ms)
     make = factory_like(state.predictor, state.space, state.meter, state.settings.seed)
-    model = make().fit([state.space.from_string(k) for k, _ in train],
+    model = make().fit([a for a, _ in train],
                        np.asarray([v for _, v in train]))
     after = heldout_metrics(model, state.sets.holdout, state.holdout_ms)
     return model, {"refitted": True, "train": len(train), "before": before, "after": after,

@@ -30,7 +30,7 @@ def cheapest_arch(space: Space, input_size: int, num_classes: int, max_passes: i
             memo[arch] = int(space.cost(arch, input_size, num_classes).macs)
         return memo[arch]
 
-    arch = Arch(space.name, tuple(0 for _ in space.decisions))
+    arch = Arch(space.key, tuple(0 for _ in space.decisions))
     if not space.is_valid(arch):
         arch = space.sample(0)
     best = macs(arch)

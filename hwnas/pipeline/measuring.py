@@ -67,18 +67,12 @@ class DeviceMeter:
         return self.store.frame(space=self.space.key, device=self.device_id, batch=self.job.batch,
                                 input_shape=self.job.input_shape)
 
-    def stored(self) -> dict[str, float]:
-        """Arch string -> latency (ms) of every row this device has for the space: as
-        measured, or with the drift between groups taken out when ``corrected``
-        (``latency.store.drift_corrected``; measured to add noise on ort:cpu, so off by
-        default)."""
-        frame = self.frame()
-        values = frame["latency_ms"].astype(float)
-        if self.corrected:
-            from latency.store import drift_corrected
-
-            values = drift_corrected(frame)
-        return dict(zip(frame["arch"].astype(str), values))
+    def stored(self, archs: Sequence[Arch] | None = None) -> dict[Arch, float]:
+        """Latency (ms) of ``archs`` (every stored one when None) on this device, through
+        the store's one reader: as measured, or with the drift between groups taken out
+        when ``corrected`` (measured to add noise on ort:cpu, so off by default)."""
+        return self.store.latencies(self.space, archs, self.device_id, batch=self.job.batch,
+                                    input_shape=self.job.input_shape, corrected=self.corrected)
 
     def reference_drift(self) -> float | None:
         """How much the fixed reference network's latency moved over this device's stored
@@ -99,8 +93,7 @@ class DeviceMeter:
 
         from hwnas.executors.local import LocalExecutor
 
-        strings = [self.space.to_string(a) for a in archs]
-        bar = tqdm(total=len(set(strings)), desc=f"{desc} on {self.device}", unit="arch",
+        bar = tqdm(total=len(set(archs)), desc=f"{desc} on {self.device}", unit="arch",
                    disable=not self.progress, dynamic_ncols=True, leave=False)
 
         def on_group(event: Any) -> None:
@@ -110,16 +103,16 @@ class DeviceMeter:
             bar.refresh()
 
         try:
-            report = LocalExecutor().profile(self.job, strings, self.store, on_group=on_group)
+            report = LocalExecutor().profile(self.job, archs, self.store, on_group=on_group)
         finally:
             bar.close()
         report.raise_for_failures()
-        values = self.stored()
-        missing = [s for s in strings if s not in values]
+        values = self.stored(archs)
+        missing = [a for a in archs if a not in values]
         if missing:
             raise MeasurementMissing(f"{len(missing)} architecture(s) have no stored measurement "
-                                     f"after profiling; first: {missing[0]}")
-        return np.asarray([values[s] for s in strings], dtype=float)
+                                     f"after profiling; first: {self.space.to_string(missing[0])}")
+        return np.asarray([values[a] for a in archs], dtype=float)
 
     def measure_files(self, networks: Sequence[NetworkToTime]) -> list[Any]:
         """Time the candidates as they ship, interleaved in one group, and store each

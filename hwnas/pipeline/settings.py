@@ -39,7 +39,7 @@ class PipelineSettings:
     predictor: str | None = None        # a fitted predictor file: skips fit + active profiling
     initial: int | None = None          # archs profiled first: 15 with reference devices, else 40
     holdout: int = 30                   # random archs profiled for held-out metrics
-    active_budget: int = 60             # further measurements chosen by ensemble spread
+    active_measurements: int = 60             # further measurements chosen by ensemble spread
     active_batch: int = 15
     target: float = 0.90                # held-out share within +-10% that ends active profiling
     pool: int = 2000                    # candidates the active step chooses from
@@ -66,7 +66,7 @@ class PipelineSettings:
         for name, value in counts.items():
             if int(value) < 1:
                 raise BadSetting(f"{name} must be at least 1, got {value}")
-        for name, value in {**counts, "--active-budget": self.active_budget,
+        for name, value in {**counts, "--active-measurements": self.active_measurements,
                             "--search-epochs": self.search_epochs}.items():
             if int(value) > MAX_COUNT:
                 raise BadSetting(f"{name} {value:,} is more than any run could finish "
@@ -81,8 +81,8 @@ class PipelineSettings:
             raise BadSetting(f"--initial must be at least 5 (the predictor's minimum), got {self.initial}")
         if self.holdout < 5:
             raise BadSetting(f"--holdout must be at least 5 to judge the predictor, got {self.holdout}")
-        if self.active_budget < 0:
-            raise BadSetting(f"--active-budget cannot be negative, got {self.active_budget}")
+        if self.active_measurements < 0:
+            raise BadSetting(f"--active-measurements cannot be negative, got {self.active_measurements}")
         if not 0.0 < self.target <= 1.0:
             raise BadSetting(f"--target is a share in (0, 1], got {self.target}")
         if int(self.max_rounds) < 1:
@@ -121,6 +121,8 @@ class PipelineSettings:
         unknown = set(typed) - names
         if unknown:
             raise BadSetting(f"unknown pipeline setting(s): {', '.join(sorted(unknown))}")
-        values = {k: v for k, v in (stored or {}).items() if k in names}
+        renamed = {"active_budget": "active_measurements"}  # runs written before the rename
+        values = {renamed.get(k, k): v for k, v in (stored or {}).items()
+                  if renamed.get(k, k) in names}
         values.update({k: v for k, v in typed.items() if v is not None})
         return cls(**values)

@@ -28,7 +28,7 @@ class ActiveStage(Stage):
     def title(self, state: PipelineState) -> str:
         s = state.settings
         return (f"profile where the predictor is unsure, near the budgets (target: "
-                f"{100 * s.target:.0f}% of held-out within +-10%, at most {s.active_budget} "
+                f"{100 * s.target:.0f}% of held-out within +-10%, at most {s.active_measurements} "
                 f"measurements)")
 
     def run(self, state: PipelineState) -> dict[str, Any]:
@@ -37,8 +37,8 @@ class ActiveStage(Stage):
         reason = None
         if s.predictor:
             reason = "skipped: a fitted predictor was given"
-        elif s.active_budget == 0:
-            reason = "skipped: --active-budget 0"
+        elif s.active_measurements == 0:
+            reason = "skipped: --active-measurements 0"
         elif fitted["within10"] >= s.target:
             reason = f"skipped: the held-out share is already {100 * fitted['within10']:.0f}%"
         if reason is not None:
@@ -48,12 +48,12 @@ class ActiveStage(Stage):
 
         from latency.active import active_profile
 
-        bar = tqdm(total=s.active_budget, desc="active profiling", unit="arch",
+        bar = tqdm(total=s.active_measurements, desc="active profiling", unit="arch",
                    disable=not state.progress, dynamic_ncols=True, leave=False)
         start_n = len(state.archs)
 
         def on_round(r: Any) -> None:
-            bar.n = min(s.active_budget, r.measured - start_n)
+            bar.n = min(s.active_measurements, r.measured - start_n)
             bar.set_postfix_str(f"+-10% {100 * r.within10:.0f}%", refresh=False)
             bar.refresh()
 
@@ -62,7 +62,7 @@ class ActiveStage(Stage):
                 state.space, factory_like(state.predictor, state.space, state.meter, s.seed),
                 lambda archs: state.meter.measure(archs, "active"), state.archs, state.ms,
                 state.sets.pool, (state.sets.holdout, state.holdout_ms), batch=s.active_batch,
-                budget=s.active_budget, target_within10=s.target, strategy=RULE,
+                n_measurements=s.active_measurements, target_within10=s.target, rule=RULE,
                 near_ms=state.budgets or None, seed=s.seed, on_round=on_round)
         finally:
             bar.close()

@@ -9,47 +9,54 @@ Optuna exposes) are Optuna's samplers driving the same loop
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from spaces.errors import UnknownName
-
 from hwnas.strategies.base import SearchContext, SearchResult, Strategy
+from spaces.core.registry import Registry
 
-_REGISTRY: dict[str, str | type[Strategy]] = {
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
     "random": "hwnas.strategies.random_search:RandomSearch",
     "evolution": "hwnas.strategies.evolution:RegularizedEvolution",
     "dpp": "hwnas.strategies.dpp:DPPSearch",
     "nao": "hwnas.strategies.nao:NAOStrategy",
     "supernet": "hwnas.strategies.supernet:SupernetStrategy",
-}
+})
+
+
+def _optuna(name: str) -> type[Strategy] | None:
+    """``optuna:<sampler>``: one of Optuna's samplers driving the same loop."""
+    if not name.startswith("optuna:"):
+        return None
+    from hwnas.strategies import optuna_sampler
+
+    return optuna_sampler.strategy_class(name[len("optuna:"):])
+
+
+STRATEGIES.add_resolver(_optuna)
 
 
 def register(name: str, strategy: "str | type[Strategy]") -> None:
     """Add a strategy class (or a ``module:Class`` path) under ``name``."""
-    _REGISTRY[name] = strategy
+    STRATEGIES.register(name, strategy)
 
 
 def names() -> list[str]:
     from hwnas.strategies import optuna_sampler
 
-    return sorted(_REGISTRY) + optuna_sampler.names()
+    return STRATEGIES.names() + optuna_sampler.names()
 
 
 def get(name: str) -> type[Strategy]:
     """The strategy class registered as ``name`` or an ``optuna:<sampler>`` one;
-    :class:`UnknownName` otherwise."""
-    if name not in _REGISTRY and str(name).startswith("optuna:"):
-        from hwnas.strategies import optuna_sampler
+    :class:`UnknownName` (listing the Optuna samplers too) otherwise."""
+    from spaces.errors import UnknownName
 
-        return optuna_sampler.strategy_class(name[len("optuna:"):])
-    if name not in _REGISTRY:
-        raise UnknownName("strategy", name, names())
-    entry = _REGISTRY[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-    return entry
+    try:
+        return STRATEGIES.get(name)
+    except UnknownName as error:
+        if str(name).startswith("optuna:"):
+            raise
+        raise UnknownName("strategy", name, names()) from error
 
 
 def create(name: str, **options: Any) -> Strategy:
@@ -57,4 +64,5 @@ def create(name: str, **options: Any) -> Strategy:
     return get(name)(**options)
 
 
-__all__ = ["SearchContext", "SearchResult", "Strategy", "create", "get", "names", "register"]
+__all__ = ["STRATEGIES", "SearchContext", "SearchResult", "Strategy", "create", "get", "names",
+           "register"]

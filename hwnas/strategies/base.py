@@ -1,8 +1,8 @@
-"""The strategy contract: ``run(space, evaluator, objectives, budget) -> SearchResult``.
+"""The strategy contract: ``run(space, evaluator, objectives, n_queries) -> SearchResult``.
 
 A strategy only proposes architectures and reads back metrics through a
 :class:`SearchContext`; it never imports a device or a dataset. The context
-owns the query budget (distinct architectures evaluated), de-duplication,
+owns the number of queries (distinct architectures evaluated), de-duplication,
 the history table, progress reporting and the per-batch callback that lets
 the run folder save progress, so every strategy (random, evolution, DPP, and
 later NAO and the supernet) gets them identically.
@@ -50,13 +50,13 @@ class SearchResult:
 
 
 class SearchContext:
-    """A strategy's view of one search: propose archs, get metrics, respect the budget."""
+    """A strategy's view of one search: propose archs, get metrics, stop after ``n_queries``."""
 
-    def __init__(self, space: Space, evaluator: Any, objectives: Sequence[Objective], budget: int,
+    def __init__(self, space: Space, evaluator: Any, objectives: Sequence[Objective], n_queries: int,
                  seed: int = 0, progress: bool = False, on_batch: BatchCallback | None = None,
                  label: str = "search") -> None:
-        if not isinstance(budget, (int, np.integer)) or budget < 1:
-            raise HwnasError(f"the query budget must be a positive integer, got {budget!r}")
+        if not isinstance(n_queries, (int, np.integer)) or n_queries < 1:
+            raise HwnasError(f"the number of queries must be a positive integer, got {n_queries!r}")
         self.space, self.evaluator = space, evaluator
         self.objectives = list(objectives)
         self.searched = searched(self.objectives)
@@ -65,7 +65,7 @@ class SearchContext:
         missing = [o.name for o in self.objectives if o.name not in evaluator.metrics]
         if missing:
             raise HwnasError(f"the evaluator does not report {', '.join(missing)}")
-        self.budget = int(budget)
+        self.n_queries = int(n_queries)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.on_batch = on_batch
@@ -77,16 +77,16 @@ class SearchContext:
         if progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.budget, desc=label, unit="arch", dynamic_ncols=True)
+            self._bar = tqdm(total=self.n_queries, desc=label, unit="arch", dynamic_ncols=True)
 
-    # ---- budget ---------------------------------------------------------------------
+    # ---- queries ---------------------------------------------------------------------
     @property
     def used(self) -> int:
         return len(self._rows)
 
     @property
     def remaining(self) -> int:
-        return self.budget - self.used
+        return self.n_queries - self.used
 
     @property
     def done(self) -> bool:
@@ -101,7 +101,7 @@ class SearchContext:
     # ---- evaluation -----------------------------------------------------------------
     def evaluate(self, archs: Sequence[Arch]) -> list[tuple[Arch, dict[str, float]]]:
         """Metrics of ``archs``: already evaluated ones from memory (free), new ones
-        evaluated together as one batch, as many as the budget allows (the rest
+        evaluated together as one batch, as many as the queries left allow (the rest
         are dropped, in order). Returns (arch, metrics) pairs in request order."""
         new: list[Arch] = []
         for a in archs:
@@ -189,7 +189,7 @@ class Strategy(ABC):
     part each strategy writes, in terms of a :class:`SearchContext`.
 
     Strategies should be *anytime*: their choices must not depend on the total
-    budget, so the first k queries of a longer run equal a run with budget k
+    number of queries, so the first k queries of a longer run equal a run of k queries
     (which is what makes ``--resume`` with a larger ``--queries`` exact).
     """
 
@@ -203,9 +203,9 @@ class Strategy(ABC):
     def options(self) -> dict[str, Any]:
         return {"seed": self.seed, "batch_size": self.batch_size}
 
-    def run(self, space: Space, evaluator: Any, objectives: Sequence[Objective], budget: int, *,
+    def run(self, space: Space, evaluator: Any, objectives: Sequence[Objective], n_queries: int, *,
             progress: bool = False, on_batch: BatchCallback | None = None) -> SearchResult:
-        ctx = SearchContext(space, evaluator, objectives, budget, seed=self.seed, progress=progress,
+        ctx = SearchContext(space, evaluator, objectives, n_queries, seed=self.seed, progress=progress,
                             on_batch=on_batch, label=self.name)
         try:
             self.search(ctx)

@@ -8,7 +8,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
 
@@ -18,6 +18,9 @@ from latency.store.rows import _as_dict, _finite, _now, device_id_of, shape_key
 from latency.store.schema import (_FRAME_COLUMNS, _FRAME_FROM, _FRAME_SELECT, _INSERT_SQL,
                                   _INSERT_VALUE_SQL, _STAT_COLUMNS)
 from spaces.core import OutputError, atomic_write, check_writable
+
+if TYPE_CHECKING:
+    from spaces import Arch, Space
 
 
 class MeasurementStore(StoreFile):
@@ -218,6 +221,31 @@ class MeasurementStore(StoreFile):
             frame["aux_samples"] = [json.loads(s) if isinstance(s, str) and s else {}
                                     for s in frame["aux_samples"]]
         return frame
+
+    def latencies(self, space: "Space", archs: "Sequence[Arch] | None", device: str, *,
+                  batch: int = 1, input_shape: "str | Sequence[int] | None" = None,
+                  corrected: bool = False) -> "dict[Arch, float]":
+        """The one reader every caller uses: latency (ms) of each of ``archs`` (all stored
+        ones when None) of ``space`` on ``device`` (an id or a label), at ``batch`` and
+        ``input_shape``; as measured, or with the host's drift between groups taken out
+        when ``corrected`` (:func:`latency.store.drift.drift_corrected`). Architectures the
+        store lacks are left out; strings exist only inside the store."""
+        frame = self.frame(space=space.key, device=device, batch=batch, input_shape=input_shape)
+        if corrected:
+            from latency.store.drift import drift_corrected
+
+            values = drift_corrected(frame)
+        else:
+            values = frame["latency_ms"].astype(float)
+        by_text = dict(zip(frame["arch"].astype(str), values.astype(float)))
+        if archs is None:
+            return {space.from_string(text): ms for text, ms in by_text.items()}
+        out: dict[Arch, float] = {}
+        for arch in archs:
+            ms = by_text.get(space.to_string(arch))
+            if ms is not None:
+                out[arch] = float(ms)
+        return out
 
     def devices(self) -> pd.DataFrame:
         """One row per device: device_id, label, source, fingerprint (JSON), rows stored."""

@@ -203,4 +203,4 @@ def test_pipeline_settings_are_accepted_by_this_cli():
     args = gpu_check.pipeline_args()
     assert args[:len(gpu_check.PIPELINE_ARGS)] == list(gpu_check.PIPELINE_ARGS)
     parsed = build_parser().parse_args(["search", "--device", "torch:cuda", "--out", "x", *args])
-    assert uses_pipeline(parsed) and parsed.quick_timing and parsed.active_budget == 0
+    assert uses_pipeline(parsed) and parsed.quick_timing and parsed.active_measurements == 0

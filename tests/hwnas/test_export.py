@@ -367,7 +367,7 @@ def test_cli_exports_inspects_and_exits_2_on_bad_input(tmp_path, capsys):
         "unwritable path": ["--untrained", "--space", "nao", "--arch", arch, "-o", tmp_path / "missing" / "c.onnx"],
         "unsupported opset": ["--untrained", "--space", "nao", "--arch", arch, "--opset", "6", "-o", tmp_path / "d.onnx"],
         "unknown space": ["--untrained", "--space", "nope", "--arch", arch, "-o", tmp_path / "e.onnx"],
-        "bad space arg": ["--untrained", "--space", "nao", "--space-arg", "colour=1", "--arch", arch, "-o", tmp_path / "g.onnx"],
+        "bad space arg": ["--untrained", "--space", "nao", "--space-opt", "colour=1", "--arch", arch, "-o", tmp_path / "g.onnx"],
         "unknown device": ["--untrained", "--space", "nao", "--arch", arch, "--device", "abacus", "-o", tmp_path / "f.onnx"],
         "no output": ["--space", "nao", "--arch", arch],
         "not onnx": ["--inspect", wrong],
@@ -506,8 +506,8 @@ def test_a_full_disk_keeps_the_previous_export(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("extra, message", [
     (["--num-classes", "-1"], "--num-classes must be at least 1"),
     (["--num-classes", "0"], "--num-classes must be at least 1"),
-    (["--input", "0"], "--input must be at least 1"),
-    (["--input", "100000"], "--input must be at most 1,024"),
+    (["--input-size", "0"], "--input-size must be at least 1"),
+    (["--input-size", "100000"], "--input-size must be at most 1,024"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--seed", "-3"], "--seed must be at least 0"),
 ])

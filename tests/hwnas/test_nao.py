@@ -226,7 +226,7 @@ class _Empty(Space):
         return ""
 
     def from_string(self, text):
-        return Arch(self.name, ())
+        return Arch(self.key, ())
 
     def _build(self, arch, num_classes, input_size):
         raise NotImplementedError

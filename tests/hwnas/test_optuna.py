@@ -176,7 +176,7 @@ def test_conditional_builder_space_is_asked_define_by_run(tmp_path):
 @pytest.mark.parametrize("name", ["optuna:tpe", "optuna:nsga2"])
 def test_cli_optuna_search_writes_run_folder_and_readable_study(tmp_path, capsys, name):
     run = tmp_path / "run"
-    assert main(["search", "--space", "nb201", "--evaluator", "tabular", "--device-table", "gold_6226",
+    assert main(["explore", "--space", "nb201", "--evaluator", "tabular", "--device-table", "gold_6226",
                  "--strategy", name, "--queries", "30", "--out", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"optuna-dashboard sqlite:///{run / 'study.db'}" in out
@@ -208,7 +208,7 @@ def test_cli_optuna_search_writes_run_folder_and_readable_study(tmp_path, capsys
 
 def test_cli_study_records_budgets_as_constraints(tmp_path):
     run = tmp_path / "run"
-    assert main(["search", "--space", "nb201", "--evaluator", "tabular", "--device-table", "gold_6226",
+    assert main(["explore", "--space", "nb201", "--evaluator", "tabular", "--device-table", "gold_6226",
                  "--strategy", "evolution", "--queries", "20", "--budget", "latency_ms<=8",
                  "--out", str(run), "--no-progress"]) == 0
     history = pd.read_csv(run / "history.csv")
@@ -222,7 +222,7 @@ def test_cli_study_records_budgets_as_constraints(tmp_path):
 def test_cli_unknown_optuna_sampler_is_one_sentence(tmp_path, capsys):
     for name, message in (("optuna:nope", "unknown strategy 'optuna:nope'"),
                           ("optuna:cmaes", "does not fit hwnas's categorical decisions")):
-        assert main(["search", "--space", "nb201", "--evaluator", "tabular", "--device-table",
+        assert main(["explore", "--space", "nb201", "--evaluator", "tabular", "--device-table",
                      "gold_6226", "--strategy", name, "--queries", "5",
                      "--out", str(tmp_path / name.replace(":", "_"))]) == 2
         assert message in error_line(capsys)

@@ -30,7 +30,7 @@ from tests.hwnas import macs_device  # registers the test:macs device
 
 pytest.importorskip("onnxruntime")
 
-REDUCED = ["--initial", "8", "--holdout", "6", "--active-budget", "6", "--active-batch", "3",
+REDUCED = ["--initial", "8", "--holdout", "6", "--active-measurements", "6", "--active-batch", "3",
            "--target", "1.0", "--pool", "60", "--sweep", "2", "--search-epochs", "1",
            "--retrain-epochs", "1", "--max-samples", "300", "--quick-timing", "--no-progress"]
 SPACE = spaces.get("fbnetv2", preset="tiny")

@@ -46,7 +46,7 @@ def test_settings_defaults_merge_and_refuse_bad_values():
     merged = PipelineSettings.merged({"sweep": None, "seed": 3}, {"sweep": 5, "seed": 1})
     assert merged.sweep == 5 and merged.seed == 3  # typed wins, untyped comes from the run
     for bad in ({"sweep": 0}, {"initial": 2}, {"target": 1.5}, {"strategy": "evolution"},
-                {"active_budget": -1}):
+                {"active_measurements": -1}):
         with pytest.raises(BadSetting):
             PipelineSettings(**bad)
     with pytest.raises(BadSetting, match="unknown"):

@@ -14,7 +14,7 @@ import pytest
 from hwnas.cli import main
 from tests.hwnas import macs_device
 
-REDUCED = ["--holdout", "8", "--active-budget", "0", "--sweep", "1", "--max-rounds", "1",
+REDUCED = ["--holdout", "8", "--active-measurements", "0", "--sweep", "1", "--max-rounds", "1",
            "--search-epochs", "1", "--retrain-epochs", "1", "--max-samples", "300",
            "--margin", "0.05", "--no-progress"]
 

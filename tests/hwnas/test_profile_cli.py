@@ -149,7 +149,7 @@ def test_active_profiling_rounds_save_and_resume(tmp_path, capsys):
     from latency import predictors
 
     db, saved = tmp_path / "lat.sqlite", tmp_path / "pred.pt"
-    assert main([*ACTIVE, "--db", str(db), "--save", str(saved)]) == 0
+    assert main([*ACTIVE, "--db", str(db), "-o", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "measured  spearman" in out
     rounds = [line.split()[:4] for line in out.splitlines() if line.strip()[:1].isdigit()]
@@ -170,7 +170,7 @@ def test_active_profiling_rounds_save_and_resume(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,message", [
     (["--initial", "2"], "--initial must be at least 5"),
-    (["--choose", "greedy"], "unknown active-profiling strategy 'greedy'"),
+    (["--choose", "greedy"], "unknown active-profiling rule 'greedy'"),
     (["--target", "1.5"], "--target is a share between 0 and 1"),
 ])
 def test_active_profiling_bad_input_is_one_sentence(tmp_path, capsys, extra, message):
@@ -180,8 +180,8 @@ def test_active_profiling_bad_input_is_one_sentence(tmp_path, capsys, extra, mes
 
 def test_save_needs_active(tmp_path, capsys):
     assert main(["profile", "--device", "ort:cpu", *SMALL, "-n", "2", "--db", str(tmp_path / "l.sqlite"),
-                 "--save", str(tmp_path / "p.pt")]) == 2
-    assert "--save needs --active" in _error(capsys)
+                 "--output", str(tmp_path / "p.pt")]) == 2
+    assert "-o/--output (the predictor file) needs --active" in _error(capsys)
 
 
 # ---- nothing lost, nothing half-written ---------------------------------------------------
@@ -323,8 +323,8 @@ def test_n_no_run_could_finish_is_refused_before_sampling(tmp_path, capsys, monk
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--input", "0"], "--input must be at least 1"),
-    (["--input", "-32"], "--input must be at least 1"),
+    (["--input-size", "0"], "--input-size must be at least 1"),
+    (["--input-size", "-32"], "--input-size must be at least 1"),
     (["--threads", "0"], "--threads must be at least 1"),
     (["--seed", "-1"], "--seed must be at least 0"),
     (["--calls", "0"], "--calls must be at least 1"),
@@ -379,7 +379,7 @@ def test_builder_space_through_profile_predictor_search_and_export(tmp_path, cap
     builder.write_text(BUILDER)
     spec = f"{builder}:build"
     db, pred, run = tmp_path / "lat.sqlite", tmp_path / "pred.pt", tmp_path / "run"
-    assert main(["profile", "--device", "ort:cpu", "--space", spec, "-n", "12", "--input", "16",
+    assert main(["profile", "--device", "ort:cpu", "--space", spec, "-n", "12", "--input-size", "16",
                  "--quick", "--db", str(db), "--no-progress"]) == 0
     frame = MeasurementStore(db).frame()
     assert len(frame) == 12 and set(frame.space) == {str(builder.resolve()) + ":build"}
@@ -394,7 +394,7 @@ def test_builder_space_through_profile_predictor_search_and_export(tmp_path, cap
     out = capsys.readouterr().out
     assert "width=16,kernel=5,depth=3" in out and "width=8,kernel=3,depth=1" in out
 
-    assert main(["search", "--space", spec, "--no-pipeline", "--evaluator", "train", "--dataset",
+    assert main(["explore", "--space", spec, "--evaluator", "train", "--dataset",
                  "digits", "--queries", "4", "--epochs", "1", "--max-samples", "200",
                  "--input-size", "16", "--predictor", str(pred), "--out", str(run),
                  "--no-progress"]) == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hwnas.cli.search_cmd import split_strategy_budgets
+from hwnas.cli.explore_cmd import split_strategy_budgets
 from hwnas.objectives import MalformedBudget
 
 

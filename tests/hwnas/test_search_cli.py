@@ -1,4 +1,4 @@
-"""`hwnas search` / `hwnas pareto` end to end, and bad input: one sentence, exit 2, run untouched."""
+"""`hwnas explore` / `hwnas search` / `hwnas pareto` end to end, and bad input: one sentence, exit 2, run untouched."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 from hwnas.cli import main
 
-TABLE_ARGS = ["search", "--space", "nb201", "--device-table", "gold_6226", "--queries", "30",
+TABLE_ARGS = ["explore", "--space", "nb201", "--device-table", "gold_6226", "--queries", "30",
               "--no-progress"]
 
 
@@ -37,6 +37,24 @@ def test_tabular_search_writes_the_run_folder(table_run, capsys):
     assert main(["pareto", str(table_run), "--plot", str(table_run / "again.png")]) == 0
     out = capsys.readouterr().out
     assert f"{len(front)} on the front" in out and (table_run / "again.png").is_file()
+
+
+def test_explore_json_is_valid_json_alone_on_stdout(tmp_path, capsys):
+    assert main([*TABLE_ARGS, "--queries", "12", "--out", str(tmp_path / "j"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)  # nothing but the JSON document
+    assert out["evaluated"] == 12 and out["best"]["arch"] == out["front"][0]["arch"]
+    assert {"accuracy", "latency_ms"} <= set(out["front"][0])
+
+
+def test_search_no_pipeline_is_a_deprecated_alias_of_explore(tmp_path, capsys):
+    args = ["search", "--no-pipeline", *TABLE_ARGS[1:], "--queries", "6"]
+    assert main([*args, "--out", str(tmp_path / "old")]) == 0
+    captured = capsys.readouterr()
+    assert "deprecated" in captured.err and "hwnas explore" in captured.err
+    assert main(["explore", *TABLE_ARGS[1:], "--queries", "6", "--out", str(tmp_path / "new")]) == 0
+    old = pd.read_csv(tmp_path / "old" / "history.csv")
+    new = pd.read_csv(tmp_path / "new" / "history.csv")
+    assert list(old["arch"]) == list(new["arch"])  # the same search, by either name
 
 
 def test_resume_continues_without_re_evaluating(table_run, capsys):
@@ -78,7 +96,7 @@ def test_default_search_reduced(tmp_path, capsys):
     live ort:cpu latency, reduced: few candidates, one epoch, a subset of digits."""
     pytest.importorskip("onnxruntime")
     out = tmp_path / "default"
-    code = main(["search", "--queries", "4", "--population", "2", "--batch", "2", "--epochs", "1",
+    code = main(["explore", "--queries", "4", "--population", "2", "--batch", "2", "--epochs", "1",
                  "--max-samples", "300", "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -95,7 +113,7 @@ def test_default_search_reduced(tmp_path, capsys):
 def test_supernet_flag_chooses_the_kind_in_the_pipeline_and_a_single_search():
     import argparse
 
-    from hwnas.cli import search_cmd
+    from hwnas.cli import explore_cmd, search_cmd
     from spaces.errors import HwnasError
 
     parser = argparse.ArgumentParser()
@@ -107,12 +125,12 @@ def test_supernet_flag_chooses_the_kind_in_the_pipeline_and_a_single_search():
     typed = {field: getattr(args, name, None) for name, field in search_cmd.PIPELINE_SETTINGS.items()}
     assert PipelineSettings.merged(typed).supernet == "multipath"
     args = parser.parse_args(["--supernet", "multipath", "--no-pipeline"])
-    settings = search_cmd.resolve_settings(args)
+    settings = explore_cmd.resolve_settings(args)
     assert settings["strategy"] == "supernet"
-    assert search_cmd._strategy(settings).config.supernet == "multipath"
+    assert explore_cmd._strategy(settings).config.supernet == "multipath"
     args = parser.parse_args(["--strategy", "evolution", "--supernet", "singlepath"])
     with pytest.raises(HwnasError, match="--supernet"):
-        search_cmd._strategy(search_cmd.resolve_settings(args))
+        explore_cmd._strategy(explore_cmd.resolve_settings(args))
 
 
 def test_a_tabular_run_can_be_loaded_listed_and_exported_honestly(table_run, capsys):

@@ -144,7 +144,7 @@ def test_same_seed_same_history_and_anytime(grid):
 
 def test_context_respects_budget_and_deduplicates(grid):
     space, ev = grid
-    ctx = SearchContext(space, ev, OBJECTIVES, budget=3)
+    ctx = SearchContext(space, ev, OBJECTIVES, n_queries=3)
     a, b = Arch("grid", (0, 0, 0, 0)), Arch("grid", (1, 1, 1, 1))
     got = ctx.evaluate([a, a, b])
     assert [x for x, _ in got] == [a, a, b] and ctx.used == 2
@@ -152,7 +152,7 @@ def test_context_respects_budget_and_deduplicates(grid):
     assert ctx.used == 3 and ctx.done
     assert [x.choices for x, _ in got] == [(2, 2, 2, 2), (0, 0, 0, 0)]  # the 4th is over budget
     with pytest.raises(HwnasError, match="positive integer"):
-        SearchContext(space, ev, OBJECTIVES, budget=0)
+        SearchContext(space, ev, OBJECTIVES, n_queries=0)
 
 
 def test_bad_strategy_options():

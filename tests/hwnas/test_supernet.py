@@ -236,7 +236,7 @@ def test_flat_probs_follow_the_one_hot_layout(micro):
     with torch.no_grad():
         for a in alpha.alpha:
             a[0] = 50.0
-    arch = Arch(micro.name, (0,) * len(micro.decisions))
+    arch = Arch(micro.key, (0,) * len(micro.decisions))
     np.testing.assert_allclose(alpha.flat_probs().detach().numpy(), micro.one_hot(arch), atol=1e-6)
     assert alpha.argmax() == arch
 
@@ -399,7 +399,7 @@ def test_strategy_searches_each_budget_and_records_predicted_latency(micro):
                                                    for d in micro.decisions])])[0])
     strategy = SupernetStrategy(seed=0, predictor=pred, budgets=[hi, 0.5 * (lo + hi)],
                                 warmup_epochs=0, search_epochs=1)
-    result = strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), budget=10)
+    result = strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), n_queries=10)
     records = result.info["supernet"]
     assert [r["budget_ms"] for r in records] == [hi, 0.5 * (lo + hi)]
     assert 1 <= len(result.history) <= 2
@@ -436,7 +436,7 @@ def test_strategy_fits_its_predictor_from_the_evaluator_latency_source_when_none
     pred = synthetic_lut(micro)
     evaluator = _train_evaluator(micro, pred)
     strategy = SupernetStrategy(seed=0, sweep=1, warmup_epochs=0, search_epochs=1)
-    result = strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), budget=5)
+    result = strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), n_queries=5)
     assert strategy.predictor is pred  # a PredictorLatency's own predictor is reused
     assert len(result.info["supernet"]) == 1
 
@@ -471,11 +471,11 @@ def test_bad_input_is_refused_with_specific_errors(micro):
 
     strategy = SupernetStrategy(predictor=synthetic_lut(micro), budgets=[1.0])
     with pytest.raises(MissingTrainingData):
-        strategy.run(micro, NoData(), parse_objectives(["accuracy", "latency_ms"]), budget=3)
+        strategy.run(micro, NoData(), parse_objectives(["accuracy", "latency_ms"]), n_queries=3)
     with pytest.raises(MissingLatencyModel):
         SupernetStrategy(predictor=object())
     other = FBNetV2Space("tiny")  # a predictor of another space must not steer this one
     evaluator = _train_evaluator(micro, synthetic_lut(micro))
     strategy = SupernetStrategy(predictor=synthetic_lut(other), budgets=[1.0])
     with pytest.raises(MissingLatencyModel, match="fitted on space 'fbnetv2:tiny'"):
-        strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), budget=3)
+        strategy.run(micro, evaluator, parse_objectives(["accuracy", "latency_ms"]), n_queries=3)

@@ -79,7 +79,7 @@ def test_active_profile_stops_at_the_target():
         return oracle(archs)
 
     out = active_profile(NB201, make_mlp, measure, initial, oracle(initial), pool, holdout,
-                         batch=10, budget=200, target_within10=0.85, on_round=seen.append)
+                         batch=10, n_measurements=200, target_within10=0.85, on_round=seen.append)
     assert out.reached_target and out.rounds == seen and out.rounds[-1].within10 >= 0.85
     assert all(r.within10 < 0.85 for r in out.rounds[:-1])
     assert [r.measured for r in out.rounds] == [10 + 10 * i for i in range(len(out.rounds))]
@@ -87,8 +87,8 @@ def test_active_profile_stops_at_the_target():
     assert len({NB201.to_string(a) for a in out.archs}) == len(out.archs)
 
 
-@pytest.mark.parametrize("strategy", ["active", "random"])
-def test_active_profile_stops_at_the_budget_and_skips_failures(strategy):
+@pytest.mark.parametrize("rule", ["active", "random"])
+def test_active_profile_stops_after_n_measurements_and_skips_failures(rule):
     initial, pool, holdout = _setup()
 
     def measure(archs):  # the first architecture of every batch "cannot be measured"
@@ -97,7 +97,7 @@ def test_active_profile_stops_at_the_budget_and_skips_failures(strategy):
         return ms
 
     out = active_profile(NB201, make_mlp, measure, initial, oracle(initial), pool, holdout,
-                         batch=8, budget=20, target_within10=1.01, strategy=strategy, seed=4)
+                         batch=8, n_measurements=20, target_within10=1.01, rule=rule, seed=4)
     assert not out.reached_target
     # 8 + 8 + 4 = 20 measurements spent, one failure in each batch not trained on
     assert [r.measured for r in out.rounds] == [10, 17, 24, 27] and len(out.ms) == 27
@@ -107,8 +107,8 @@ def test_active_profile_stops_at_the_budget_and_skips_failures(strategy):
 def test_random_baseline_is_reproducible_and_active_differs():
     initial, pool, holdout = _setup()
     run = lambda strategy, seed: active_profile(  # noqa: E731
-        NB201, make_mlp, oracle, initial, oracle(initial), pool, holdout, batch=10, budget=10,
-        target_within10=1.01, strategy=strategy, seed=seed).archs
+        NB201, make_mlp, oracle, initial, oracle(initial), pool, holdout, batch=10, n_measurements=10,
+        target_within10=1.01, rule=strategy, seed=seed).archs
     assert run("random", 1) == run("random", 1) != run("random", 2)
     assert run("active", 1) == run("active", 2) != run("random", 1)
 
@@ -116,8 +116,8 @@ def test_random_baseline_is_reproducible_and_active_differs():
 @pytest.mark.parametrize("kwargs,error", [
     ({"pool": []}, EmptyPool),
     ({"batch": 0}, BadBatch),
-    ({"budget": -1}, BadBudget),
-    ({"strategy": "greedy"}, UnknownName),
+    ({"n_measurements": -1}, BadBudget),
+    ({"rule": "greedy"}, UnknownName),
 ])
 def test_bad_input_raises(kwargs, error):
     initial, pool, holdout = _setup()

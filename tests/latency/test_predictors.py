@@ -64,7 +64,7 @@ class GridSpace(Space):
 
 
 def all_archs(space):
-    return [Arch(space.name, c) for c in itertools.product(*(range(len(d)) for d in space.decisions))]
+    return [Arch(space.key, c) for c in itertools.product(*(range(len(d)) for d in space.decisions))]
 
 
 def additive_costs(space, seed):

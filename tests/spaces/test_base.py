@@ -124,3 +124,26 @@ def test_bad_class_counts_are_one_sentence(classes):
     with pytest.raises(spaces.InvalidOption, match="the number of classes must be at (least 1|most 100,000)"):
         space.build(space.sample(0), classes)
     assert space.input_shape(None) == (3, 32, 32) and space.num_classes(None) == 10
+
+
+@pytest.mark.parametrize("key", ["nb201", "nb201(C=8,N=1,in_channels=3)", "fbnet", "fbnet:imagenet",
+                                 "fbnetv2:tiny", "fbnetv2:mobile", "fbnetv2:tiny:w0.5:c1",
+                                 "nao", "nao:B3:C8:N1", "nao:B5:C16:N1:in1"])
+def test_a_space_key_written_anywhere_finds_the_same_space_again(key):
+    import spaces
+
+    space = spaces.get(key)
+    assert space.key == key
+    arch = space.sample(0)
+    assert arch.space == key  # an arch carries its space's key, not only the family name
+    assert spaces.get(arch.space).validate(arch) == arch
+
+
+def test_an_arch_of_one_preset_is_refused_by_another():
+    import spaces
+
+    tiny, mobile = spaces.get("fbnetv2:tiny"), spaces.get("fbnetv2:mobile")
+    with pytest.raises(InvalidArchitecture, match="fbnetv2:tiny"):
+        mobile.validate(tiny.sample(0))
+    with pytest.raises(spaces.UnknownName, match="preset"):
+        spaces.get("fbnetv2:huge")

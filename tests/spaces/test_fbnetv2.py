@@ -100,7 +100,7 @@ def test_size_is_the_product_and_matches_counts(tiny, mobile):
 def test_size_is_exact_by_brute_force(monkeypatch, width_mult, widths):
     space = _micro(monkeypatch, width_mult)
     assert space.stage_layout()[0].widths == widths  # at 0.5, 12 and 16 both round to 8: kept once
-    every = [Arch(space.name, c) for c in itertools.product(*(range(len(d)) for d in space.decisions))]
+    every = [Arch(space.key, c) for c in itertools.product(*(range(len(d)) for d in space.decisions))]
     valid = [a for a in every if space.is_valid(a)]
     assert len(valid) == space.size == 2 * len(widths) * 6 * 7
     # No two choices name the same network: strings and resolved configs are distinct.

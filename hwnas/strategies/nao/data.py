@@ -37,7 +37,7 @@ def token_matrix(space: Space, archs: Sequence[Arch]) -> torch.Tensor:
 def tokens_to_archs(space: Space, tokens: torch.Tensor) -> list[Arch]:
     """Inverse of :func:`token_matrix` without validation (the caller re-validates)."""
     offsets = torch.tensor(space.option_offsets, dtype=torch.long)
-    return [Arch(space.name, tuple(row)) for row in (tokens - offsets).tolist()]
+    return [Arch(space.key, tuple(row)) for row in (tokens - offsets).tolist()]
 
 
 @dataclass(frozen=True)

@@ -134,12 +134,12 @@ class SupernetStrategy(Strategy):
                 "profile_archs": self.profile_archs, "predictor_kind": self.predictor_kind}
 
     # ---- the contract ------------------------------------------------------------------
-    def run(self, space: Space, evaluator: Any, objectives: Sequence[Any], budget: int, *,
+    def run(self, space: Space, evaluator: Any, objectives: Sequence[Any], n_queries: int, *,
             progress: bool = False, on_batch: BatchCallback | None = None) -> SearchResult:
         """The base run, plus per-budget records: ``info["supernet"]`` and the columns
         ``budget_ms`` / ``predicted_ms`` / ``expected_ms`` added to history and front."""
         self._verbose, self.outcomes = progress, []
-        result = super().run(space, evaluator, objectives, budget, progress=progress, on_batch=on_batch)
+        result = super().run(space, evaluator, objectives, n_queries, progress=progress, on_batch=on_batch)
         records = self.records(space, result.history)
         result.info["supernet"] = records
         result.info["options"] = self.options()
