@@ -174,7 +174,8 @@ class NaoEngine(Engine):
                on_target: Callable[[Choice], None] | None = None) -> list[Choice]:
         space = self.state.space
         history = self._searched(predictor).copy()
-        archs = [space.from_string(str(a)) for a in history["arch"]]
+        archs = [space.from_string(str(a)) for a in history["arch"]]  # the strategy's table, read once
+        history["arch_obj"] = archs
         history["predicted_ms"] = _predict(predictor, archs)  # the current predictor's view
         out = []
         for i, target in enumerate(targets):
@@ -185,7 +186,7 @@ class NaoEngine(Engine):
             if fits.empty:  # nothing searched is predicted that fast: the fastest searched one
                 fits = pool.nsmallest(1, "predicted_ms")
             best = fits.sort_values(["accuracy", "predicted_ms"], ascending=[False, True]).iloc[0]
-            out.append(Choice(float(target), space.from_string(str(best["arch"])),
+            out.append(Choice(float(target), best["arch_obj"],
                               float(best["predicted_ms"]),
                               extra={"how": "nao", "search_accuracy": float(best["accuracy"])}))
             if on_target is not None:

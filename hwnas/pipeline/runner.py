@@ -152,7 +152,7 @@ class Pipeline:
         fresh = not self.resume or not (self.run_dir / "config.json").is_file()
         self.run_dir.start(self.config, resume=self.resume)
         try:
-            store = self.store or MeasurementStore(self.run_dir / "lat.sqlite")
+            store = self.store if self.store is not None else MeasurementStore(self.run_dir / "lat.sqlite")
         except HwnasError:
             if fresh:  # nothing ran: leave no half-made run folder behind
                 self.run_dir.discard_start()

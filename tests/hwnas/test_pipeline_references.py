@@ -71,3 +71,16 @@ def test_unknown_reference_device_is_one_sentence_before_the_folder(first_device
     err = capsys.readouterr().err.strip()
     assert "--references names 'help:abacus'" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_new_empty_store_given_with_db_is_the_one_filled(tmp_path):
+    """An empty --db (a team's new shared store) must be filled, not a store in the run
+    folder: the first device's run is what a second device's run learns from."""
+    from latency.store import MeasurementStore
+
+    db, out = tmp_path / "shared.sqlite", tmp_path / "run"
+    MeasurementStore(db).close()  # exists, holds nothing yet
+    assert main(["search", "--out", str(out), "--device", macs_device.SPEC, "--db", str(db),
+                 "--initial", "12", *REDUCED]) == 0
+    assert len(MeasurementStore(db, readonly=True)) >= 12 + 8
+    assert not (out / "lat.sqlite").exists()
