@@ -171,3 +171,17 @@ def preload_for_ort(target: str) -> dict[str, Any]:
         _DONE[target] = report
         log.info("preloaded GPU libraries for ONNX Runtime's %s provider: %s", target, report)
     return _DONE[target]
+
+
+def cuda_device_missing(backend: str, index: int | None) -> str | None:
+    """Why ``backend:index`` cannot run on this machine's CUDA devices (one sentence), or
+    None: the check every CUDA backend makes before anything is loaded."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"{backend}:{index or 0} needs a CUDA GPU, but torch.cuda.is_available() "
+                f"is False on this machine")
+    if (index or 0) >= torch.cuda.device_count():
+        return (f"{backend}:{index} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)")
+    return None

@@ -163,14 +163,11 @@ class TensorRTProfiler(Profiler):
         except ImportError:
             return ("tensorrt is not installed (pip install 'hwnas[tensorrt]', "
                     "needs an NVIDIA GPU)")
-        import torch
+        from devices.gpu_libs import cuda_device_missing
 
-        if not torch.cuda.is_available():
-            return (f"tensorrt:{index or 0} needs a CUDA GPU, but torch.cuda.is_available() "
-                    f"is False on this machine")
-        if (index or 0) >= torch.cuda.device_count():
-            return (f"tensorrt:{index} does not exist: this machine has "
-                    f"{torch.cuda.device_count()} CUDA device(s)")
+        missing = cuda_device_missing("tensorrt", index)
+        if missing:
+            return missing
         if _version(trt) < (8, 5):
             return f"tensorrt {trt.__version__} is too old; hwnas needs TensorRT 8.5 or newer"
         return None

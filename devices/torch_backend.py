@@ -126,15 +126,9 @@ class TorchCUDAProfiler(Profiler):
 
     @classmethod
     def unavailable_reason(cls, index: int | None) -> str | None:
-        import torch
+        from devices.gpu_libs import cuda_device_missing
 
-        if not torch.cuda.is_available():
-            return (f"torch:cuda:{index or 0} needs a CUDA GPU, but torch.cuda.is_available() "
-                    f"is False on this machine")
-        if (index or 0) >= torch.cuda.device_count():
-            return (f"torch:cuda:{index} does not exist: this machine has "
-                    f"{torch.cuda.device_count()} CUDA device(s)")
-        return None
+        return cuda_device_missing("torch:cuda", index)
 
     def _fingerprint_fields(self) -> dict[str, Any]:
         import torch

@@ -62,6 +62,23 @@ class Cost:
     params: int
 
 
+class IndexStrings:
+    """``to_string`` / ``from_string`` as the option indices joined by ``separator``: the
+    string form a small hand-written space needs (mix in before :class:`Space`)."""
+
+    separator = "-"
+
+    def to_string(self, arch: Arch) -> str:
+        self.validate(arch)  # type: ignore[attr-defined]
+        return self.separator.join(map(str, arch.choices))
+
+    def from_string(self, text: str) -> Arch:
+        try:
+            return self.arch([int(t) for t in str(text).split(self.separator)])  # type: ignore[attr-defined]
+        except ValueError:
+            raise InvalidArchitecture(self.name, f"malformed string {text!r}") from None  # type: ignore[attr-defined]
+
+
 class Space(ABC):
     """Base of every search space. Subclasses set ``name`` and ``decisions`` and implement
     ``to_string``, ``from_string`` and ``_build``; rules beyond "one valid option per
@@ -186,9 +203,16 @@ class Space(ABC):
             return [self.sample(gen) for _ in range(n)]
         n = min(n, self.size)
         seen: dict[Arch, None] = {}
-        while len(seen) < n:
+        draws, limit = 0, self.max_draws(n)
+        while len(seen) < n and draws < limit:
             seen.setdefault(self.sample(gen), None)
+            draws += 1
         return list(seen)
+
+    def max_draws(self, n: int) -> float:
+        """Draws ``sample_many`` may spend on ``n`` distinct archs: unbounded where
+        :attr:`size` is exact; a space whose size is only a bound sets a limit."""
+        return math.inf
 
     def mutate(self, arch: Arch, rng: np.random.Generator | int | None = None) -> Arch:
         """Change exactly one decision to another valid option."""

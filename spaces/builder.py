@@ -266,18 +266,8 @@ class BuilderSpace(Space):
         gen = as_rng(rng)
         return self.define(lambda name, labels: int(gen.integers(len(labels))))
 
-    def sample_many(self, n: int, rng: np.random.Generator | int | None = None,
-                    unique: bool = True) -> list[Arch]:
-        gen = as_rng(rng)
-        if not unique:
-            return [self.sample(gen) for _ in range(n)]
-        n = min(n, self.size)
-        seen: dict[Arch, None] = {}
-        for _ in range(50 * n + 1000):  # the size of a large conditional space is a bound
-            if len(seen) >= n:
-                break
-            seen.setdefault(self.sample(gen), None)
-        return list(seen)
+    def max_draws(self, n: int) -> float:
+        return 50 * n + 1000  # the size of a large conditional space is only a bound
 
     def mutate(self, arch: Arch, rng: np.random.Generator | int | None = None) -> Arch:
         if not self._conditional:

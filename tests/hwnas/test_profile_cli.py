@@ -322,24 +322,6 @@ def test_n_no_run_could_finish_is_refused_before_sampling(tmp_path, capsys, monk
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--input-size", "0"], "--input-size must be at least 1"),
-    (["--input-size", "-32"], "--input-size must be at least 1"),
-    (["--threads", "0"], "--threads must be at least 1"),
-    (["--seed", "-1"], "--seed must be at least 0"),
-    (["--calls", "0"], "--calls must be at least 1"),
-    (["--max-s", "0"], "--max-s must be a positive number"),
-    (["--warmup-s", "-1"], "--warmup-s must be zero or more"),
-    (["--batch", "100000"], "--batch must be at most 4,096"),
-])
-def test_numeric_options_are_checked(tmp_path, capsys, extra, message):
-    from tests.hwnas.failures import fails_in_one_sentence
-
-    fails_in_one_sentence(capsys, "profile", "--device", "torch:cpu", "--space", "nb201", "-n", "2",
-                          "--db", tmp_path / "l.sqlite", *extra, contains=message)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_cells_whose_output_ignores_the_input_are_profiled_on_ort(tmp_path, capsys):
     """Valid NB201 members cut off from their input are measured like the rest (once the
     export had no input and the run exited 2)."""
@@ -358,19 +340,9 @@ def test_cells_whose_output_ignores_the_input_are_profiled_on_ort(tmp_path, caps
 
 # ---- builder-function spaces and --model -------------------------------------------------------
 
-BUILDER = '''
-import torch.nn as nn
+from tests.spaces.builder_sources import plain  # noqa: E402
 
-def build(choice, num_classes):
-    width = choice("width", [8, 16])
-    kernel = choice("kernel", [3, 5])
-    depth = choice("depth", [1, 2, 3])
-    layers = [nn.Conv2d(3, width, kernel, padding=kernel // 2), nn.ReLU()]
-    for _ in range(depth - 1):
-        layers += [nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU()]
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
-    return nn.Sequential(*layers)
-'''
+BUILDER = plain(widths=(8, 16))
 
 
 @pytest.mark.slow

@@ -253,17 +253,3 @@ def test_budgets_no_architecture_meets_together_are_refused(tmp_path, capsys, bu
     assert not (tmp_path / "run").exists()
     argv[argv.index("accuracy>=94")] = "accuracy>=85"  # jointly reachable: the search runs
     assert main([str(a) for a in argv]) == 0
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--queries", "0"], "--queries must be at least 1"),
-    (["--queries", "10000000"], "--queries must be at most 1,000,000"),
-    (["--seed", "-1"], "--seed must be at least 0"),
-    (["--input-size", "0"], "--input-size must be at least 1"),
-    (["--population", "1"], "--population must be at least 2"),
-])
-def test_numeric_options_are_one_sentence(tmp_path, capsys, extra, message):
-    from tests.hwnas.failures import fails_in_one_sentence
-
-    fails_in_one_sentence(capsys, *TABLE_ARGS, "--out", tmp_path / "run", *extra, contains=message)
-    assert not (tmp_path / "run").exists()

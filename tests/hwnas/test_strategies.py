@@ -164,19 +164,9 @@ def test_bad_strategy_options():
         strategies.create("random", batch_size=0)
 
 
-CONDITIONAL_BUILDER = '''
-import torch.nn as nn
+from tests.spaces.builder_sources import per_layer_kernels  # noqa: E402
 
-def build(choice, num_classes):
-    depth = choice("depth", [1, 2, 3])
-    width = choice("width", [4, 8])
-    layers, c = [], 3
-    for i in range(depth):
-        k = choice(f"k{i}", [1, 3])
-        layers += [nn.Conv2d(c, width, k, padding=k // 2), nn.ReLU()]
-        c = width
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
-'''
+CONDITIONAL_BUILDER = per_layer_kernels()
 
 
 @pytest.mark.slow

@@ -15,12 +15,15 @@ from latency.loss import latency_loss
 from latency.predictors import PredictorError, PredictorMismatch, SoftNotSupported
 from latency.predictors.lut import decision_matrix
 from spaces import Arch, Decision, InvalidArchitecture, Space, UnknownName
+from spaces.base import IndexStrings
 
 
-class GridSpace(Space):
+class GridSpace(IndexStrings, Space):
     """``d`` decisions x ``k`` options, every combination valid; the network has one conv
     branch per decision on the same input (``chain=False``: MACs additive over decisions)
     or chained convs (``chain=True``: widths multiply, MACs not additive)."""
+
+    separator = "."
 
     in_channels = 1
     default_input_size = 4
@@ -29,16 +32,6 @@ class GridSpace(Space):
         self.name = name
         self.chain = chain
         self.decisions = tuple(Decision(f"d{i}", tuple(f"o{j}" for j in range(k))) for i in range(d))
-
-    def to_string(self, arch):
-        self.validate(arch)
-        return ".".join(map(str, arch.choices))
-
-    def from_string(self, text):
-        try:
-            return self.arch([int(t) for t in text.split(".")])
-        except ValueError:
-            raise InvalidArchitecture(self.name, f"malformed string {text!r}") from None
 
     def _build(self, arch, num_classes, input_size):
         widths = [1 + c for c in arch.choices]

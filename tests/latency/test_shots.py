@@ -14,11 +14,6 @@ from tests.latency.test_predictors import GridSpace, additive_costs, additive_la
 
 
 @pytest.fixture(scope="module")
-def grid():
-    return GridSpace(6, 4, name="grid64")
-
-
-@pytest.fixture(scope="module")
 def refs(grid):
     """Three reference 'devices' with known additive latencies, and their truth."""
     archs = all_archs(grid)

@@ -10,12 +10,7 @@ import torch
 
 from latency import predictors
 from latency.predictors import PredictorError, PredictorMismatch
-from tests.latency.test_predictors import GridSpace, additive_costs, additive_latency, all_archs
-
-
-@pytest.fixture(scope="module")
-def grid():
-    return GridSpace(6, 4, name="grid64")
+from tests.latency.test_predictors import additive_costs, additive_latency, all_archs
 
 
 @pytest.fixture(scope="module")

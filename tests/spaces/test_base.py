@@ -6,9 +6,10 @@ import torch
 
 import spaces
 from spaces import Arch, Decision, InvalidArchitecture, Space, UnknownName
+from spaces.base import IndexStrings
 
 
-class ToySpace(Space):
+class ToySpace(IndexStrings, Space):
     """3 decisions; rule: not all three may be option 0 (so size = 2*3*2 - 1)."""
 
     name = "toy"
@@ -23,16 +24,6 @@ class ToySpace(Space):
     def _check_rules(self, arch):
         if arch.choices == (0, 0, 0):
             raise InvalidArchitecture(self.name, "all-zero is forbidden", "a")
-
-    def to_string(self, arch):
-        self.validate(arch)
-        return "-".join(map(str, arch.choices))
-
-    def from_string(self, text):
-        try:
-            return self.arch([int(t) for t in text.split("-")])
-        except ValueError:
-            raise InvalidArchitecture(self.name, f"malformed string {text!r}") from None
 
     def _build(self, arch, num_classes, input_size):
         width = 2 + sum(arch.choices)

@@ -12,19 +12,9 @@ from spaces import Arch, InvalidArchitecture
 from spaces.builder import UNUSED, BuilderSpace
 from spaces.errors import BuilderError
 
-PLAIN = '''
-import torch.nn as nn
+from tests.spaces.builder_sources import plain
 
-def build(choice, num_classes):
-    width = choice("width", [16, 32, 64])
-    kernel = choice("kernel", [3, 5])
-    depth = choice("depth", [1, 2, 3])
-    layers = [nn.Conv2d(3, width, kernel, padding=kernel // 2), nn.ReLU()]
-    for _ in range(depth - 1):
-        layers += [nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU()]
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
-    return nn.Sequential(*layers)
-'''
+PLAIN = plain()
 
 # depth decides how many per-layer kernels exist; the head decides whether se_ratio exists
 CONDITIONAL = '''

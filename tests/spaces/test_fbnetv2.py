@@ -1,9 +1,7 @@
 """The fbnetv2 space: decisions, strings, nested widths, networks and their MACs."""
 
-import io
 import itertools
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -299,13 +297,9 @@ def test_cost_range_of_tiny_samples_spans_an_order_of_magnitude(tiny):
 
 
 def test_onnx_export_matches_torch(tiny):
-    ort = pytest.importorskip("onnxruntime")
+    from tests.spaces.onnx_parity import ort_output
+
     net = tiny.build(tiny.from_string("r12|c12-24-32|k3e3-skip-k5e1-k3e6-k5e6-skip")).eval()
     x = torch.randn(1, 3, 16, 16)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), buf, dynamo=False, input_names=["x"])
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"x": x.numpy()})[0]
+    got = ort_output(net, x)
     np.testing.assert_allclose(got, net(x).detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -1,9 +1,7 @@
 """The NAO/ENAS micro cell space: NAO's integer string and token sequence, branch-swap
 symmetry, the built network (function, shapes, hand-counted MACs, ONNX export)."""
 
-import io
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -256,17 +254,12 @@ def test_macs_of_hand_checked_pool_and_identity_cells(nao):
 
 
 def test_onnx_export_matches_torch():
-    ort = pytest.importorskip("onnxruntime")
+    from tests.spaces.onnx_parity import ort_output
+
     space = NAOSpace(B=3, C=4)
-    arch = space.sample(11)
-    model = space.build(arch).eval()
+    model = space.build(space.sample(11)).eval()
     x = torch.randn(1, 3, 16, 16)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"])
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"x": x.numpy()})[0]
+    got = ort_output(model, x)
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4, rtol=1e-4)
 

@@ -1,7 +1,5 @@
 """NAS-Bench-201 space: official strings and indices, the built network, its published costs."""
 
-import io
-import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -209,18 +207,14 @@ def test_bad_constructor_arguments_are_rejected():
 
 
 def test_onnx_export_matches_torch():
-    ort = pytest.importorskip("onnxruntime")
+    from tests.spaces.onnx_parity import ort_output
+
     small = NB201Space(C=4, N=1)
     # node 2 has only none inputs (a zeros_like in the graph), the rest mixes every op.
     arch = small.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
     model = small.build(arch, input_size=8).eval()
     x = torch.randn(2, 3, 8, 8)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"])
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"x": x.numpy()})[0]
+    got = ort_output(model, x)
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
