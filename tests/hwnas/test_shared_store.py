@@ -20,8 +20,36 @@ SMALL = ["--space", "nb201", "--space-opt", "C=4", "--space-opt", "N=1"]
 N = 16
 
 
-def _profile(device: str, db: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hwnas", "profile", "--device", device, *SMALL, "-n", str(N),
+# Runs ``hwnas profile`` with MeasurementStore.add_many wrapped: after its first commit
+# the process says so (a marker file) and waits for the other process's first commit.
+# So each writer's second commit follows the other's first: the writes interleave by
+# construction, whichever process the scheduler favours (a race left to the scheduler
+# failed CI on 2 cores: one process wrote all its rows before the other started).
+HANDSHAKE = """
+import sys, time
+from pathlib import Path
+from latency.store import MeasurementStore
+mine, other = Path(sys.argv[1]), Path(sys.argv[2])
+original = MeasurementStore.add_many
+def add_many(self, rows):
+    added = original(self, rows)
+    if not mine.exists():
+        mine.touch()
+        deadline = time.monotonic() + 240
+        while not other.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the other profiler never committed its first group")
+            time.sleep(0.02)
+    return added
+MeasurementStore.add_many = add_many
+from hwnas.cli import main
+raise SystemExit(main(sys.argv[3:]))
+"""
+
+
+def _profile(device: str, db: Path, mine: Path, other: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", HANDSHAKE, str(mine), str(other),
+           "profile", "--device", device, *SMALL, "-n", str(N),
            "--seed", "3", "--group", "2", "--quick", "--db", str(db), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -31,7 +59,9 @@ def _profile(device: str, db: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_two_processes_profile_into_one_new_store_at_once(tmp_path):
     db = tmp_path / "team.sqlite"  # does not exist yet: both processes race to create it
-    procs = {device: _profile(device, db) for device in ("ort:cpu", "torch:cpu")}
+    marks = {"ort:cpu": tmp_path / "ort.first", "torch:cpu": tmp_path / "torch.first"}
+    procs = {device: _profile(device, db, marks[device], marks[other])
+             for device, other in (("ort:cpu", "torch:cpu"), ("torch:cpu", "ort:cpu"))}
     results = {device: proc.communicate(timeout=300) for device, proc in procs.items()}
     for device, proc in procs.items():
         assert proc.returncode == 0, f"{device}: {results[device][1][-2000:]}"
@@ -45,7 +75,8 @@ def test_two_processes_profile_into_one_new_store_at_once(tmp_path):
     for prefix in ("ort:cpu/", "torch:cpu/"):
         rows = frame[frame.device_label.str.startswith(prefix)]
         assert set(rows.arch) == wanted and rows.arch.is_unique and (rows.latency_ms > 0).all()
-    # the writes really interleaved (frame is in commit order): not one run after the other
+    # the writes interleaved (frame is in commit order), as the handshake forces: each
+    # process's first group is committed before either's second
     switches = int((frame.device_label != frame.device_label.shift()).sum()) - 1
     assert switches >= 2, frame.device_label.tolist()
 
