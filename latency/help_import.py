@@ -67,8 +67,10 @@ def help_fingerprint(device: str) -> dict[str, Any]:
             "description": description, "unit": "ms", "label": f"help:{device}"}
 
 
-def import_help_table(store: MeasurementStore, csv_path: "str | Path") -> dict[str, int]:
-    """Import one HELP table; returns ``{label: rows newly stored}`` (re-importing adds 0)."""
+def import_help_table(store: MeasurementStore, csv_path: "str | Path",
+                      only_space: str | None = None) -> dict[str, int]:
+    """Import one HELP table; returns ``{label: rows newly stored}`` (re-importing adds 0).
+    ``only_space``: the space the caller expects; a table of another space is refused."""
     path = Path(csv_path)
     try:
         table = pd.read_csv(path)
@@ -81,6 +83,9 @@ def import_help_table(store: MeasurementStore, csv_path: "str | Path") -> dict[s
         raise StoreError(f"{path.name} is not a HELP latency table (no arch_str or "
                          f"op_idx_list column)")
     space = _TABLES[arch_column]
+    if only_space is not None and only_space != space:
+        raise StoreError(f"{path.name} is a HELP latency table of the {space} space, not of "
+                         f"{only_space}: import the {only_space} table, or leave --space out")
     archs = table[arch_column].astype(str).tolist()
     sets: list[tuple[dict[str, Any], list[tuple]]] = []
     for column in table.columns:

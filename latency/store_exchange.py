@@ -97,9 +97,11 @@ def read_export(path: Path) -> pd.DataFrame:
         raise StoreError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
 
 
-def import_file(store: MeasurementStore, path: "str | os.PathLike[str]") -> dict[str, int]:
+def import_file(store: MeasurementStore, path: "str | os.PathLike[str]",
+                space: str | None = None) -> dict[str, int]:
     """Import another store, an hwnas export or a HELP table into ``store`` (see the module
-    docstring); returns ``{device label: rows newly stored}``."""
+    docstring); ``space`` (a family name, e.g. ``nb201``) imports only that space's rows and
+    refuses a file that has none. Returns ``{device label: rows newly stored}``."""
     from latency.help_import import import_help_table
 
     source = Path(path)
@@ -108,13 +110,23 @@ def import_file(store: MeasurementStore, path: "str | os.PathLike[str]") -> dict
     with open(source, "rb") as handle:
         header = handle.read(len(_SQLITE_HEADER))
     if header == _SQLITE_HEADER:
-        return store.merge(source)
-    if source.suffix.lower() == ".parquet":
-        return import_export(store, read_export(source), str(source))
-    columns = read_export_header(source)
-    if {"arch_str", "op_idx_list"} & columns:
-        return import_help_table(store, source)
-    return import_export(store, read_export(source), str(source))
+        return store.merge(source, space)
+    if source.suffix.lower() != ".parquet" and {"arch_str", "op_idx_list"} & read_export_header(source):
+        return import_help_table(store, source, space)
+    return import_export(store, of_space(read_export(source), space, source), str(source))
+
+
+def of_space(frame: pd.DataFrame, space: str | None, source: Path) -> pd.DataFrame:
+    """The rows of one space family (all rows when ``space`` is None)."""
+    from spaces.base import family_of
+
+    if space is None or "space" not in frame.columns:
+        return frame
+    families = frame["space"].astype(str).map(family_of)
+    if not (families == space).any():
+        held = ", ".join(sorted(set(frame["space"].astype(str)))) or "none"
+        raise StoreError(f"{source} holds no {space} measurements (its spaces: {held})")
+    return frame[families == space]
 
 
 def read_export_header(path: Path) -> set[str]:

@@ -48,6 +48,12 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
+def family_of(key: str) -> str:
+    """The space family of a space key: ``nb201(C=4,N=1)`` -> ``nb201``, ``fbnetv2:tiny`` ->
+    ``fbnetv2`` (tables and stores name spaces by key; users name them by family)."""
+    return str(key).split(":")[0].split("(")[0].strip()
+
+
 @dataclass(frozen=True)
 class Cost:
     """Static cost of a built network.

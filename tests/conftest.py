@@ -21,3 +21,21 @@ def _fixed_seeds():
     torch.manual_seed(0)
     np.random.seed(0)
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB tmpfs (root and mount allowed), else skip."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                              capture_output=True)
+    except OSError as error:
+        pytest.skip(f"no mount command here ({error})")
+    if done.returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here: " + done.stderr.decode().strip())
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)

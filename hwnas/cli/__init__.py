@@ -107,12 +107,14 @@ def environment_sentence(error: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for messages naming a command
     if not getattr(args, "_run", None):
         if "search" not in {m.COMMAND for m in _command_modules()}:
             parser.print_help()
             return 0
         # `hwnas` alone runs the main job, exactly like `hwnas search`.
         args = parser.parse_args(["search"])
+        args._argv = ["search"]
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
     try:
         return int(args._run(args) or 0)

@@ -150,11 +150,24 @@ def read_archs(space: Any, path: str) -> list[Any]:
     return list(archs)
 
 
+def _import_space(args: argparse.Namespace) -> str | None:
+    """The space family --space names for an import (a known name, or one sentence)."""
+    if not args.space:
+        return None
+    import spaces
+    from spaces.base import family_of
+
+    name = family_of(args.space)
+    if name not in spaces.names():
+        spaces.get(args.space)  # raises UnknownName with the known names
+    return name
+
+
 def _import_tables(args: argparse.Namespace, store: Any) -> None:
     from latency.store_exchange import import_file
 
     for path in args.imports:
-        counts = import_file(store, path)
+        counts = import_file(store, path, _import_space(args))
         print(f"{Path(path).name}: {sum(counts.values()):,} new rows for {len(counts)} devices "
               f"in {store.path}")
         for label, added in counts.items():
@@ -238,8 +251,9 @@ def run(args: argparse.Namespace) -> int:
 
     measuring = args.device or args.space or args.num is not None or args.archs
     if args.imports:
-        if measuring:
-            raise HwnasError("--import only imports a table; run profiling as a separate command")
+        if args.device or args.num is not None or args.archs:
+            raise HwnasError("--import only imports files (with --space: that space's rows); "
+                             "measure with a separate hwnas profile command")
         _check_outputs(args)
         with MeasurementStore(args.db) as store:  # closed on any error: no journal left behind
             _import_tables(args, store)

@@ -3,16 +3,17 @@
 With no arguments: profile fbnetv2 tiny on ort:cpu, fit the MLP-ensemble
 predictor, profile where it is unsure, search with the supernet under several
 latency budgets, retrain and time the chosen networks as the files that ship,
-audit the predictor, export the front as verified ONNX (hwnas.pipeline).
-One strategy on one evaluator is ``hwnas explore``; ``--no-pipeline`` and the
-single-search options still reach it from here for one release, with a notice.
+audit the predictor, export the front as verified ONNX (hwnas.pipeline). Every
+space runs this chain (nb201, fbnet, nao and builder specs with the NAO engine).
+One strategy on one evaluator is ``hwnas explore``: its options here are refused
+with the explore command to run instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import shlex
 from pathlib import Path
 
 from hwnas.cli import _options
@@ -22,7 +23,8 @@ ORDER = 40
 
 log = logging.getLogger(__name__)
 
-PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
+PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "input_size": "input_size",
+                     "dataset": "dataset",
                      "data_root": "data_root", "max_samples": "max_samples", "device": "device",
                      "strategy": "strategy", "sweep": "sweep", "budget": "budgets", "db": "db",
                      "predictor": "predictor", "initial": "initial", "holdout": "holdout",
@@ -32,8 +34,11 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "dataset": "dataset",
                      "max_rounds": "max_rounds", "margin": "margin", "supernet": "supernet",
                      "references": "references",
                      "seed": "seed"}
-SINGLE_SEARCH_ONLY = ("evaluator", "device_table", "objective", "population", "sample_size",
-                      "batch", "reward", "input_size", "export", "space_opt")
+#: Options of a single search (``hwnas explore``) and the flag that sets each.
+SINGLE_SEARCH_ONLY = {"no_pipeline": "--no-pipeline", "evaluator": "--evaluator", "device_table": "--device-table",
+                      "objective": "--objective", "population": "--population",
+                      "sample_size": "--sample-size", "batch": "--proposals",
+                      "reward": "--reward", "export": "--export-onnx"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,10 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quick", action="store_true", dest="quick_timing",
                    help="time with a few calls only (smoke tests; numbers not worth keeping)")
     _options.alias(g, "--quick-timing", "quick_timing", action="store_true")
-    g = parser.add_argument_group("deprecated: single searches are `hwnas explore`")
-    g.add_argument("--no-pipeline", action="store_true",
-                   help="run `hwnas explore` with these options (prints a notice)")
-    # the single-search options, so that old command lines keep working for one release
+    g = parser.add_argument_group("single searches are `hwnas explore`")
+    g.add_argument("--no-pipeline", action="store_true", help=argparse.SUPPRESS)
+    # the single-search options are parsed only to name the explore command to run instead
     single = argparse.ArgumentParser(add_help=False)
     _options.single_search_options(single)
     for action in single._actions:
@@ -85,19 +89,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     executors.add_arguments(parser)
 
 
-def uses_pipeline(args: argparse.Namespace) -> bool:
-    """The pipeline unless a single search is asked for (or the run folder is one)."""
-    from hwnas.pipeline import stored_settings
+def single_search_flags(args: argparse.Namespace) -> list[str]:
+    """The single-search options given (``hwnas explore``'s, not the pipeline's)."""
+    return [flag for dest, flag in SINGLE_SEARCH_ONLY.items() if getattr(args, dest, None)]
 
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        return stored_settings(args.out) is not None
-    if args.no_pipeline or args.export:
-        return False
-    if args.strategy not in (None, "supernet", "nao") or args.space == "nb201":
-        return False
-    if args.evaluator not in (None, "train"):
-        return False
-    return not any(getattr(args, k, None) for k in SINGLE_SEARCH_ONLY if k != "evaluator")
+
+def explore_command(args: argparse.Namespace) -> str:
+    """The ``hwnas explore`` command line that runs what was asked for."""
+    argv = list(getattr(args, "_argv", None) or ["search"])
+    if "search" in argv:
+        argv = argv[argv.index("search") + 1:]
+    return shlex.join(["hwnas", "explore", *[a for a in argv if a != "--no-pipeline"]])
+
+
+def refuse_single_search(args: argparse.Namespace) -> None:
+    """``hwnas search`` is the pipeline only: a single search's options, or a run folder of
+    one, are refused with the explore command that runs them."""
+    from hwnas.pipeline import stored_settings
+    from spaces.errors import HwnasError
+
+    flags = single_search_flags(args)
+    if flags == ["--no-pipeline"]:
+        raise HwnasError(f"hwnas search is the pipeline only and --no-pipeline has gone; a "
+                         f"single search is `{explore_command(args)}`")
+    if flags:
+        raise HwnasError(f"hwnas search runs the whole pipeline and {', '.join(flags)} "
+                         f"{'is an option' if len(flags) == 1 else 'are options'} of a single "
+                         f"search: run `{explore_command(args)}`")
+    if args.resume and args.out and (Path(args.out) / "config.json").is_file() \
+            and stored_settings(args.out) is None:
+        raise HwnasError(f"{args.out} is the run folder of a single search: continue it with "
+                         f"`{explore_command(args)}`")
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
@@ -108,6 +130,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         raise HwnasError("the pipeline runs in this process; --executor is for `hwnas explore` "
                          "and `hwnas profile`")
     typed = {field: getattr(args, name, None) for name, field in PIPELINE_SETTINGS.items()}
+    typed["space_opts"] = _options.space_opts(args.space_opt) or None
     if args.quick_timing:
         typed["quick_timing"] = True
     if args.drift_correction:
@@ -125,13 +148,5 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if uses_pipeline(args):
-        return run_pipeline(args)
-    resuming = args.resume and args.out and (Path(args.out) / "config.json").is_file()
-    if not resuming:  # continuing an explore run folder is no deprecated use
-        print("hwnas: single searches are `hwnas explore` now; `hwnas search --no-pipeline` and "
-              "single-search options here are deprecated and go in the next release",
-              file=sys.stderr)
-    from hwnas.cli import explore_cmd
-
-    return explore_cmd.run(args)
+    refuse_single_search(args)
+    return run_pipeline(args)

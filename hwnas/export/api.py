@@ -29,7 +29,7 @@ from hwnas.export.report import ExportReport
 from hwnas.export.verify import check_model, check_opset, export_and_verify
 from hwnas.export.weights import apply_weights
 from spaces import Arch, Space
-from spaces.core import MIN_FREE_BYTES, OutputError, atomic_write, check_writable
+from spaces.core import OutputError, atomic_write, check_writable
 
 DEFAULT_OPSET = OPSET
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -59,12 +59,12 @@ def resolve_arch(space: Space, arch: "Arch | str | Sequence[int]") -> Arch:
     return space.from_string(str(arch).strip())
 
 
-def check_target(path: str | Path, need_bytes: int = MIN_FREE_BYTES) -> Path:
+def check_target(path: str | Path, size_bytes: int | None = None) -> Path:
     """Refuse, before any work, a target that cannot be written: a folder, a device or
-    other non-regular file, a missing or read-only parent folder, a disk without
-    ``need_bytes`` free."""
+    other non-regular file, a missing or read-only parent folder, a disk on which a file of
+    ``size_bytes`` (the caller's estimate) cannot fit."""
     try:
-        return check_writable(path, need_bytes=need_bytes)
+        return check_writable(path, size_bytes=size_bytes)
     except OutputError as error:
         raise ExportError(str(error)) from None
 
@@ -233,7 +233,7 @@ def export_arch(space: Space | str, arch: Arch | str, path: str | Path, *,
         if weights is not None:
             apply_weights(model, weights)
     # the file holds every weight (4 bytes each): a disk without room fails before the checks
-    check_target(target, MIN_FREE_BYTES + 4 * sum(p.numel() for p in model.parameters()))
+    check_target(target, 4 * sum(p.numel() for p in model.parameters()))  # fp32 weights
     network, graph_shape, input_dtype = model, input_shape, None
     if bake_preprocessing:
         from hwnas.export.preprocess import baked, raw_input_shape

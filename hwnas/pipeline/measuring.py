@@ -40,14 +40,15 @@ class DeviceMeter:
     """Measures architectures of one space on one device into one store."""
 
     def __init__(self, space: Space, device: str, store: Any, *, quick: bool = False,
-                 group: int = 10, progress: bool = True, corrected: bool = False) -> None:
+                 group: int = 10, progress: bool = True, corrected: bool = False,
+                 input_size: int | None = None) -> None:
         import devices
         from hwnas.executors import ProfileJob
 
         self.space, self.device, self.store, self.progress = space, device, store, progress
         self.corrected = corrected
         self.plan = devices.TimingPlan.quick() if quick else devices.TimingPlan()
-        self.job = ProfileJob(space, device, self.plan, group=group)
+        self.job = ProfileJob(space, device, self.plan, group=group, input_size=input_size)
         # the fingerprint identifies the rows this device owns in the store (also on resume)
         profiler = devices.get(device, precision=self.job.precision, plan=self.plan)
         try:

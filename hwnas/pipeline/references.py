@@ -53,6 +53,7 @@ def candidates(store: Any, space: Space, device_id: str, batch: int,
     """(references with enough rows, notices about series that were left out)."""
     from latency.predictors.transfer import reference_key
     from latency.store import shape_key
+    from spaces.base import family_of
 
     if store is None:
         return [], []
@@ -64,7 +65,7 @@ def candidates(store: Any, space: Space, device_id: str, batch: int,
     notices, refs = [], []
     for (dev, label, space_key, b, s), group in frame.groupby(
             ["device_id", "device_label", "space", "batch", "input_shape"], sort=True):
-        if space_key.split(":")[0] != space.name:
+        if family_of(space_key) != space.name:
             continue  # another space altogether: not a candidate, nothing to say
         if space_key != space.key or s != shape or int(b) != int(batch):
             notices.append(f"ignored {label} ({space_key}, input {s}, batch {b}): not "

@@ -86,7 +86,7 @@ class Pipeline:
             raise BadSetting(f"the supernet engine searches the fbnetv2 space only; use "
                              f"--strategy nao for {settings.space!r}")
         split_budgets(settings)
-        self.input_size = self.space.default_input_size
+        self.input_size = int(settings.input_size or self.space.default_input_size)
         self.data = datasets.load(settings.dataset, self.input_size, self.space.in_channels,
                                   root=settings.data_root, max_samples=settings.max_samples,
                                   seed=settings.seed)
@@ -94,6 +94,7 @@ class Pipeline:
         self.store = MeasurementStore(settings.db) if settings.db else None
         # an unknown or unavailable device fails here (one sentence), not mid-run
         self.meter = DeviceMeter(self.space, settings.device, None, quick=settings.quick_timing,
+                                 input_size=self.input_size,
                                  progress=progress, corrected=settings.drift_correction)
         if settings.predictor:
             self._check_predictor(settings.predictor)

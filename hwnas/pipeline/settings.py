@@ -15,6 +15,10 @@ from spaces.core.errors import InvalidOption
 
 
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
+#: The pipeline's search engines (hwnas.pipeline.engines).
+ENGINES = ("supernet", "nao")
+#: --preset is the space's own variant keyword.
+PRESET_KEYWORD = {"fbnet": "stem"}
 
 
 BadSetting = InvalidOption  # A pipeline setting is out of range or contradicts another.
@@ -27,6 +31,8 @@ class PipelineSettings:
 
     space: str = "fbnetv2"
     preset: str | None = None           # the space's own default variant when None
+    space_opts: dict[str, Any] = field(default_factory=dict)  # other constructor options (C=16)
+    input_size: int | None = None       # the space's own default resolution when None
     dataset: str = "digits"
     data_root: str | None = None
     max_samples: int | None = None
@@ -92,9 +98,12 @@ class PipelineSettings:
             raise BadSetting(f"--margin is a share in [0, 0.5), got {self.margin}")
         if not 0.0 < self.audit_tolerance < 1.0:
             raise BadSetting(f"the audit tolerance must be in (0, 1), got {self.audit_tolerance}")
-        if self.strategy not in (None, "supernet", "nao"):
-            raise BadSetting(f"the pipeline searches with supernet or nao, not {self.strategy!r} "
-                             f"(other strategies: hwnas search --evaluator ... --strategy ...)")
+        if self.input_size is not None and not 1 <= int(self.input_size) <= 4096:
+            raise BadSetting(f"--input-size must be between 1 and 4,096 pixels, got {self.input_size}")
+        if self.strategy not in (None, *ENGINES):
+            raise BadSetting(f"the pipeline searches with {' or '.join(ENGINES)}, not "
+                             f"{self.strategy!r}; other strategies run as single searches: "
+                             f"hwnas explore --strategy {self.strategy}")
 
     def initial_for(self, has_references: bool) -> int:
         """Measurements of stage 1: the user's, else few when other devices can teach."""
@@ -104,12 +113,18 @@ class PipelineSettings:
 
     @property
     def engine(self) -> str:
-        """The search engine actually used: the supernet needs the fbnetv2 space."""
+        """The search engine actually used: the FBNetV2 search supernet for fbnetv2, NAO
+        (which searches any space) otherwise."""
         return self.strategy or ("supernet" if self.space == "fbnetv2" else "nao")
 
     @property
     def space_kwargs(self) -> dict[str, Any]:
-        return {"preset": self.preset} if self.preset else {}
+        """The space's constructor options: --space-opt values, and --preset under the
+        space's own variant keyword (fbnet calls its variants stems)."""
+        kwargs = dict(self.space_opts or {})
+        if self.preset:
+            kwargs[PRESET_KEYWORD.get(self.space, "preset")] = self.preset
+        return kwargs
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -208,10 +208,13 @@ class Predictor(ABC):
         """Write atomically: a failed save (full disk, bad path) leaves the previous file."""
         from spaces.core import OutputError, atomic_write
 
+        import io
+
         target = Path(path)
-        state = self.to_dict()
+        buffer = io.BytesIO()
+        torch.save(self.to_dict(), buffer)  # in memory first: the disk check knows the size
         try:
-            atomic_write(target, lambda handle: torch.save(state, handle))
+            atomic_write(target, buffer.getvalue())
         except OutputError as error:
             raise PredictorError(f"cannot write predictor file: {str(error).removeprefix('cannot write ')}") from None
         return target

@@ -21,9 +21,14 @@ from latency.store.errors import (NETWORK_FILESYSTEMS, StoreError, filesystem_ty
                                   sqlite_reason)
 from latency.store.schema import (APPLICATION_ID, BUSY_TIMEOUT_MS, SCHEMA_VERSION, _SCHEMA,
                                   _SQLITE_HEADER, _TABLES)
-from spaces.core import MIN_FREE_BYTES, free_bytes
+from spaces.core import free_bytes
 
 log = logging.getLogger("latency.store")
+
+
+# What one WAL commit of a few rows needs on disk: SQLite's -shm index (32 KiB) and a
+# handful of 4 KiB pages in the -wal file; below this a write fails with "disk I/O error".
+STORE_ROOM_BYTES = 64 * 1024
 
 
 class StoreFile:
@@ -112,9 +117,10 @@ class StoreFile:
         """A writer on a (nearly) full disk is refused before SQLite creates its journal
         files: it could not commit a row, and would fail with "disk I/O error"."""
         free = free_bytes(self.path.parent)
-        if free is not None and free < MIN_FREE_BYTES:
+        if free is not None and free < STORE_ROOM_BYTES:
             raise StoreError(f"cannot write to measurement store {self.path}: the disk is full "
-                             f"({free:,} bytes free, at least {MIN_FREE_BYTES:,} needed)")
+                             f"({free:,} bytes free; a commit needs {STORE_ROOM_BYTES:,}: the "
+                             f"32 KiB shared-memory index and a few 4 KiB pages of write-ahead log)")
 
     def _connect(self) -> sqlite3.Connection:
         mode = "ro" if self.readonly else "rwc"

@@ -136,39 +136,52 @@ class MeasurementStore(StoreFile):
                 counts.append(conn.total_changes - before)
         return counts
 
-    def merge(self, path: "str | os.PathLike[str]") -> dict[str, int]:
+    def merge(self, path: "str | os.PathLike[str]", space: str | None = None) -> dict[str, int]:
         """Copy every measurement of another hwnas store file into this one, in one
         transaction, keeping device ids, fingerprints, statistics and samples; rows already
-        here are kept as they are. Returns ``{device label: rows newly stored}``."""
+        here are kept as they are. ``space`` (a family name such as ``nb201``) copies only
+        that space's rows (and the devices that measured it). Returns ``{device label: rows
+        newly stored}``."""
+        from spaces.base import family_of
+
         source = Path(path)
         if source.resolve() == self.path.resolve():
             raise StoreError(f"cannot import measurement store {source} into itself")
         MeasurementStore(source, readonly=True).close()  # an hwnas store of this schema, or one sentence
         columns = ("batch", "input_shape", "latency_ms", "statistic", *_STAT_COLUMNS, "samples",
                    "aux_samples", "created_at")
-        insert = (f"INSERT OR IGNORE INTO measurements (arch_ref, device_ref, {', '.join(columns)}) "
-                  f"SELECT a.id, d.id, {', '.join('m.' + c for c in columns)} "
-                  f"FROM src.measurements m JOIN src.archs sa ON sa.id = m.arch_ref "
-                  f"JOIN main.archs a ON a.space = sa.space AND a.arch = sa.arch "
-                  f"JOIN src.devices sd ON sd.id = m.device_ref "
-                  f"JOIN main.devices d ON d.device_id = sd.device_id "
-                  f"WHERE sd.device_id = ? ORDER BY m.id")
         try:
             self._conn.execute("ATTACH DATABASE ? AS src", (f"{source.resolve().as_uri()}?mode=ro",))
         except sqlite3.Error as error:
             raise StoreError(f"cannot read measurement store {source}: {error}") from None
         counts: dict[str, int] = {}
         try:
+            held = [row[0] for row in self._conn.execute("SELECT DISTINCT space FROM src.archs")]
+            keys = [k for k in held if space is None or family_of(k) == space]
+            if not keys:
+                raise StoreError(f"measurement store {source} holds no {space} measurements "
+                                 f"(its spaces: {', '.join(sorted(held)) or 'none'})")
+            marks = ", ".join("?" * len(keys))
+            insert = (f"INSERT OR IGNORE INTO measurements (arch_ref, device_ref, {', '.join(columns)}) "
+                      f"SELECT a.id, d.id, {', '.join('m.' + c for c in columns)} "
+                      f"FROM src.measurements m JOIN src.archs sa ON sa.id = m.arch_ref "
+                      f"JOIN main.archs a ON a.space = sa.space AND a.arch = sa.arch "
+                      f"JOIN src.devices sd ON sd.id = m.device_ref "
+                      f"JOIN main.devices d ON d.device_id = sd.device_id "
+                      f"WHERE sd.device_id = ? AND sa.space IN ({marks}) ORDER BY m.id")
+            measured_by = (f"SELECT DISTINCT m.device_ref FROM src.measurements m JOIN src.archs sa "
+                           f"ON sa.id = m.arch_ref WHERE sa.space IN ({marks})")
             with self._write() as conn:
                 conn.execute("INSERT OR IGNORE INTO devices (device_id, label, source, fingerprint, "
                              "created_at) SELECT device_id, label, source, fingerprint, created_at "
-                             "FROM src.devices")
-                conn.execute("INSERT OR IGNORE INTO archs (space, arch) SELECT space, arch "
-                             "FROM src.archs ORDER BY id")
+                             f"FROM src.devices WHERE id IN ({measured_by})", keys)
+                conn.execute(f"INSERT OR IGNORE INTO archs (space, arch) SELECT space, arch "
+                             f"FROM src.archs WHERE space IN ({marks}) ORDER BY id", keys)
                 for device_id, label in conn.execute(
-                        "SELECT device_id, label FROM src.devices ORDER BY label").fetchall():
+                        f"SELECT device_id, label FROM src.devices WHERE id IN ({measured_by}) "
+                        f"ORDER BY label", keys).fetchall():
                     before = conn.total_changes
-                    conn.execute(insert, (device_id,))
+                    conn.execute(insert, (device_id, *keys))
                     counts[label] = counts.get(label, 0) + conn.total_changes - before
         except sqlite3.Error as error:
             raise StoreError(f"cannot import measurement store {source}: {error}") from None

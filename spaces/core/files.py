@@ -32,9 +32,17 @@ from spaces.core.errors import HwnasError
 
 log = logging.getLogger(__name__)
 
-# Below this much free space in the target's folder a write is refused up front: a disk
-# this full fails (or fills up) on the first table, predictor or run folder written.
-MIN_FREE_BYTES = 1 << 20
+# No file of any size fits on a disk with less free space than one file-system block:
+# the only refusal made without knowing what will be written.
+MIN_FREE_BYTES = 4096
+
+
+def room_needed(size_bytes: int) -> int:
+    """Free space a file of ``size_bytes`` needs: itself, rounded up to 4 KiB blocks, plus
+    a margin that grows with it (5%, at least one block) for the file system's own
+    records; an atomic write keeps the old file until the new one is complete."""
+    blocks = -(-int(size_bytes) // 4096) * 4096
+    return blocks + max(4096, int(size_bytes) // 20)
 
 # errno -> what the user is told (the OS's own words are added in brackets).
 _OS_REASONS = {
@@ -135,21 +143,37 @@ def _probe(target: Path, folder: Path) -> None:
         os.unlink(probe)
 
 
+def check_room(target: Path, folder: Path, size_bytes: int | None) -> None:
+    """Refuse a file that cannot fit: ``size_bytes`` (the file's size, or the caller's
+    estimate of it) plus :func:`room_needed`'s margin; with no size, only a disk on which
+    no file fits at all. The sentence states the size and the free space."""
+    free = free_bytes(folder)
+    if free is None:
+        return
+    if size_bytes is None:
+        if free < MIN_FREE_BYTES:
+            raise OutputError(f"cannot write {target}: the disk is full ({_size(free)} free, "
+                              f"less than one {_size(MIN_FREE_BYTES)} block)")
+        return
+    if free < room_needed(size_bytes):
+        raise OutputError(f"cannot write {target}: the file is {_size(size_bytes)} and only "
+                          f"{_size(free)} free on its disk (it needs {_size(room_needed(size_bytes))} "
+                          f"with the file system's margin)")
+
+
 def check_writable(path: str | os.PathLike[str], *, create_parent: bool = False,
-                   need_bytes: int = MIN_FREE_BYTES) -> Path:
+                   size_bytes: int | None = None) -> Path:
     """Refuse, before expensive work, a target that cannot be written: an existing
-    non-regular file, a missing (unless ``create_parent``) or unwritable folder, or a
-    disk with less than ``need_bytes`` free (where the free space is knowable)."""
+    non-regular file, a missing (unless ``create_parent``) or unwritable folder, or a disk
+    on which the file cannot fit (``size_bytes``: its expected size; None when unknown,
+    then only a full disk is refused and the write itself checks the real size)."""
     target = Path(path).expanduser()
     _refuse_special(target)
     folder = _existing_folder(target, create_parent)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {target}: folder {folder} is not writable")
     _probe(target, folder)
-    free = free_bytes(folder)
-    if free is not None and need_bytes and free < need_bytes:
-        raise OutputError(f"cannot write {target}: only {_size(free)} free on its disk, "
-                          f"{_size(need_bytes)} needed")
+    check_room(target, folder, size_bytes)
     return target
 
 
@@ -183,6 +207,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[IO[
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot write {target}: {reason(error)}") from None
+    if not callable(data):
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        check_room(target, target.parent if str(target.parent) else Path("."), len(data))
     tmp = None
     recording: _Recording | None = None
     try:
@@ -193,7 +220,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[IO[
             if callable(data):
                 data(recording)  # type: ignore[arg-type]
             else:
-                recording.write(data.encode("utf-8") if isinstance(data, str) else data)
+                recording.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

@@ -198,9 +198,9 @@ def test_run_check_skips_what_the_time_guard_cannot_fit(tmp_path, monkeypatch, c
 
 def test_pipeline_settings_are_accepted_by_this_cli():
     from hwnas.cli import build_parser
-    from hwnas.cli.search_cmd import uses_pipeline
+    from hwnas.cli.search_cmd import single_search_flags
 
     args = gpu_check.pipeline_args()
     assert args[:len(gpu_check.PIPELINE_ARGS)] == list(gpu_check.PIPELINE_ARGS)
     parsed = build_parser().parse_args(["search", "--device", "torch:cuda", "--out", "x", *args])
-    assert uses_pipeline(parsed) and parsed.quick_timing and parsed.active_measurements == 0
+    assert single_search_flags(parsed) == [] and parsed.quick_timing and parsed.active_measurements == 0

@@ -240,3 +240,11 @@ def test_eval_plot_on_a_full_disk_keeps_the_previous_plot(tmp_path, capsys, db, 
     fails_in_one_sentence(capsys, "predictor", "eval", fitted, "--db", db, "--device", "help:ref2",
                           "--allow-device-mismatch", "--plot", png, contains="No space left")
     assert digests(tmp_path) == before
+
+
+def test_fit_writes_a_small_predictor_on_a_nearly_full_real_disk(small_tmpfs, capsys, db):
+    """256 KiB free and a predictor of a few KiB: written (a fixed 1 MiB rule refused it)."""
+    target = small_tmpfs / "p.pt"
+    assert main([*FIT, "--db", str(db), "-o", str(target)]) == 0
+    assert 0 < target.stat().st_size < 200 * 1024
+    capsys.readouterr()

@@ -509,3 +509,43 @@ def test_bad_models_are_one_sentence_and_exit_2(tmp_path, capsys):
     assert main(["profile", "--model", str(dynamic), "--device", "ort:cpu", "--input-size", "8",
                  "--quick", "--db", str(tmp_path / "lat.sqlite")]) == 0
     assert "input 1x3x8x8" in capsys.readouterr().out
+
+
+def test_import_with_space_takes_only_that_spaces_rows(tmp_path, shared_data, capsys):
+    from latency.shared_data import HELP_NB201_LATENCY
+
+    both = tmp_path / "both.sqlite"  # a store holding the HELP tables of two spaces
+    for table in (HELP_NB201_LATENCY, HELP_FBNET_LATENCY):
+        assert main(["profile", "--import", str(data_file(table)), "--db", str(both)]) == 0
+    assert main(["profile", "--db", str(both), "--export", str(tmp_path / "both.csv")]) == 0
+    capsys.readouterr()
+    for source in (data_file(HELP_NB201_LATENCY), both, tmp_path / "both.csv"):
+        db = tmp_path / f"nb201-{Path(source).suffix.strip('.')}.sqlite"
+        assert main(["profile", "--import", str(source), "--space", "nb201", "--db", str(db)]) == 0
+        with MeasurementStore(db, readonly=True) as store:
+            frame, devices = store.frame(), store.devices()
+        assert set(frame["space"]) == {"nb201"} and len(frame) > 1000, source
+        assert len(devices) == frame["device_id"].nunique()  # no device without nb201 rows
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("space, message", [
+    ("nb201", "is a HELP latency table of the fbnet space, not of nb201"),
+    ("nope", "unknown space"),
+])
+def test_import_of_another_spaces_table_is_one_sentence(tmp_path, shared_data, capsys, space,
+                                                        message):
+    db = tmp_path / "lat.sqlite"
+    assert main(["profile", "--import", str(data_file(HELP_FBNET_LATENCY)), "--space", space,
+                 "--db", str(db)]) == 2
+    assert message in _error(capsys)
+    assert not db.exists() or len(MeasurementStore(db, readonly=True).frame()) == 0
+
+
+def test_import_of_a_store_without_the_space_is_one_sentence(tmp_path, shared_data, capsys):
+    fbnet = tmp_path / "fbnet.sqlite"
+    assert main(["profile", "--import", str(data_file(HELP_FBNET_LATENCY)), "--db", str(fbnet)]) == 0
+    capsys.readouterr()
+    db = tmp_path / "lat.sqlite"
+    assert main(["profile", "--import", str(fbnet), "--space", "nb201", "--db", str(db)]) == 2
+    assert "holds no nb201 measurements (its spaces: fbnet)" in _error(capsys)

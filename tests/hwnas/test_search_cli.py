@@ -46,20 +46,34 @@ def test_explore_json_is_valid_json_alone_on_stdout(tmp_path, capsys):
     assert {"accuracy", "latency_ms"} <= set(out["front"][0])
 
 
-def test_search_no_pipeline_is_a_deprecated_alias_of_explore(tmp_path, capsys):
-    args = ["search", "--no-pipeline", *TABLE_ARGS[1:], "--queries", "6"]
-    assert main([*args, "--out", str(tmp_path / "old")]) == 0
-    captured = capsys.readouterr()
-    assert "deprecated" in captured.err and "hwnas explore" in captured.err
-    assert main(["explore", *TABLE_ARGS[1:], "--queries", "6", "--out", str(tmp_path / "new")]) == 0
-    old = pd.read_csv(tmp_path / "old" / "history.csv")
-    new = pd.read_csv(tmp_path / "new" / "history.csv")
-    assert list(old["arch"]) == list(new["arch"])  # the same search, by either name
+@pytest.mark.parametrize("extra, flag", [
+    (["--no-pipeline"], "--no-pipeline"),
+    (["--evaluator", "tabular"], "--evaluator"),
+    (["--device-table", "gold_6226"], "--device-table"),
+    (["--population", "8", "--reward", "monas"], "--population, --reward"),
+    (["--export-onnx"], "--export-onnx"),
+])
+def test_search_is_the_pipeline_only_single_search_options_name_explore(tmp_path, capsys, extra,
+                                                                       flag):
+    out = tmp_path / "never"
+    assert main(["search", "--space", "nb201", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err
+    assert f"`hwnas explore --space nb201 " in err and "--no-pipeline --" not in err
+    assert not out.exists()
+
+
+def test_search_resume_of_an_explore_run_names_explore(table_run, capsys):
+    before = _snapshot(table_run)
+    assert main(["search", "--out", str(table_run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "single search" in err and f"hwnas explore --out {table_run} --resume" in err
+    assert _snapshot(table_run) == before
 
 
 def test_resume_continues_without_re_evaluating(table_run, capsys):
     lines = (table_run / "cache.jsonl").read_text().splitlines()
-    assert main(["search", "--out", str(table_run), "--resume", "--queries", "40", "--no-progress"]) == 0
+    assert main(["explore", "--out", str(table_run), "--resume", "--queries", "40", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "10 new evaluations" in out  # the settings came from the stored run
     assert (table_run / "cache.jsonl").read_text().splitlines()[:30] == lines
@@ -78,7 +92,7 @@ def test_bad_input_is_one_sentence_exit_2_and_the_run_is_untouched(table_run, ca
     before = _snapshot(table_run)
     args = [*TABLE_ARGS, "--out", str(table_run), *extra]
     if "--resume" in extra:  # the later --device-table wins: a different latency source
-        args = ["search", "--out", str(table_run), *extra]
+        args = ["explore", "--out", str(table_run), *extra]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("hwnas: error:")
@@ -119,12 +133,14 @@ def test_supernet_flag_chooses_the_kind_in_the_pipeline_and_a_single_search():
     parser = argparse.ArgumentParser()
     search_cmd.add_arguments(parser)
     args = parser.parse_args(["--supernet", "multipath"])
-    assert search_cmd.uses_pipeline(args)  # the pipeline takes the flag (its engine's kind)
+    assert search_cmd.single_search_flags(args) == []  # the pipeline takes the flag (its kind)
     from hwnas.pipeline import PipelineSettings
 
     typed = {field: getattr(args, name, None) for name, field in search_cmd.PIPELINE_SETTINGS.items()}
     assert PipelineSettings.merged(typed).supernet == "multipath"
-    args = parser.parse_args(["--supernet", "multipath", "--no-pipeline"])
+    parser = argparse.ArgumentParser()
+    explore_cmd.add_arguments(parser)
+    args = parser.parse_args(["--supernet", "multipath", "--strategy", "supernet"])
     settings = explore_cmd.resolve_settings(args)
     assert settings["strategy"] == "supernet"
     assert explore_cmd._strategy(settings).config.supernet == "multipath"
@@ -178,7 +194,7 @@ def test_resume_of_a_damaged_run_names_the_file_and_touches_nothing(damaged_copy
 
     (damaged_copy / name).write_bytes(content)
     before = digests(damaged_copy)
-    fails_in_one_sentence(capsys, "search", "--out", damaged_copy, "--resume", "--queries", "40",
+    fails_in_one_sentence(capsys, "explore", "--out", damaged_copy, "--resume", "--queries", "40",
                           "--no-progress", contains=message)
     assert digests(damaged_copy) == before
 

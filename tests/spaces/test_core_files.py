@@ -118,10 +118,40 @@ def test_check_writable_missing_folder_and_unwritable_folder(tmp_path, monkeypat
 
 def test_check_writable_refuses_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(free=10))
-    with pytest.raises(OutputError, match="only 10 bytes free"):
+    with pytest.raises(OutputError, match="the disk is full \\(10 bytes free"):
         check_writable(tmp_path / "x.pt")
     monkeypatch.undo()
     assert check_writable(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+def test_the_free_space_check_is_about_the_file_to_be_written(tmp_path, monkeypatch):
+    """256 KiB free: a 21 KB file fits (a fixed 1 MiB rule refused it); 300 KB does not,
+    and the sentence gives the file's size and the free space."""
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(free=256 * 1024))
+    assert check_writable(tmp_path / "p.pt", size_bytes=21_000)
+    atomic_write(tmp_path / "p.pt", b"x" * 21_000)
+    with pytest.raises(OutputError, match=r"the file is 293.0 KiB and only 256.0 KiB free"):
+        check_writable(tmp_path / "big.pt", size_bytes=300_000)
+    with pytest.raises(OutputError, match=r"the file is 293.0 KiB and only 256.0 KiB free"):
+        atomic_write(tmp_path / "p.pt", b"y" * 300_000)
+    assert (tmp_path / "p.pt").read_bytes() == b"x" * 21_000  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.pt"]  # no temporary left
+
+
+def test_room_needed_grows_with_the_file():
+    assert files.room_needed(1) == 8192  # one block and the one-block minimum margin
+    assert files.room_needed(21_000) == 24_576 + 4096
+    assert files.room_needed(10_000_000) == 10_002_432 + 500_000
+
+
+def test_a_small_real_disk_takes_what_fits_and_refuses_what_does_not(small_tmpfs):
+    free = files.free_bytes(small_tmpfs)
+    fits = b"a" * 21_000
+    atomic_write(small_tmpfs / "p.pt", fits)
+    assert (small_tmpfs / "p.pt").read_bytes() == fits
+    with pytest.raises(OutputError, match=r"only .* free on its disk"):
+        atomic_write(small_tmpfs / "big.bin", b"b" * (free + 1))
+    assert not (small_tmpfs / "big.bin").exists()
 
 
 def test_append_is_all_or_nothing(tmp_path, monkeypatch):
