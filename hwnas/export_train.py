@@ -73,3 +73,37 @@ def train_for_export(space: Any, arch: Any, dataset: str = "digits", epochs: int
     return TrainedNet(module, data.num_classes, float(accuracy),
                       f"{dataset} ({info['train']} train / {info['val']} val), "
                       f"{epochs} epoch{'s' if epochs != 1 else ''}, seed {seed}", data)
+
+
+def finetune_for_export(space: Any, module: Any, data: Any, epochs: int, *, source: str,
+                        input_size: int, seed: int = 0, lr: float = 1e-3,
+                        threads: int = 1) -> TrainedNet:
+    """A network holding inherited weights (``module``, e.g. ``supernet.extract(arch)``),
+    fine-tuned for ``epochs`` with the search's recipe at a lower learning rate (0: only
+    its BN statistics are re-estimated on training images), with its validation accuracy.
+    ``source`` says where the weights came from (stored as ``trained_on``)."""
+    import torch
+
+    from hwnas.evaluators.train import TrainEvaluator
+
+    from hwnas.oneshot.evaluate import accuracy as val_accuracy
+    from hwnas.oneshot.evaluate import calibration_batches, recalibrate_bn
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        if epochs == 0:  # the inherited weights as they are: the one-shot evaluator's protocol
+            recalibrate_bn(module, calibration_batches(data.x_train, 8, 64, seed))
+            accuracy = val_accuracy(module, data.x_val, data.y_val)
+        else:
+            trainer = TrainEvaluator(space, ["accuracy"], data, epochs=epochs, seed=seed, lr=lr,
+                                     input_size=input_size, threads=threads)
+            accuracy = trainer.fit(module)
+    finally:
+        torch.set_num_threads(previous)
+    info = data.describe()
+    tuned = f", fine-tuned {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+    return TrainedNet(module.to(memory_format=torch.contiguous_format).eval(), data.num_classes,
+                      float(accuracy), f"{source}{tuned} on {data.name} ({info['train']} train "
+                      f"/ {info['val']} val), seed {seed}", data)

@@ -48,8 +48,10 @@ FIELDS: dict[str, _Codec] = {
     "accuracy_unit": (*_TEXT, "unit of accuracy"),
     "accuracy_split": (*_TEXT, "the images the accuracy was measured on"),
     "accuracy_source": (*_TEXT, "whose accuracy: these weights, or a benchmark table's"),
-    "trained": (lambda v: "true" if v else "false", lambda t: t == "true",
-                "whether the weights were trained (false: random, for latency work only)"),
+    "trained": (lambda v: v if v == "supernet" else ("true" if v else "false"),
+                lambda t: "supernet" if t == "supernet" else t == "true",
+                "whether the weights were trained (false: random, for latency work only; "
+                "supernet: inherited from a trained one-shot supernet)"),
     "trained_on": (*_TEXT, "what the weights were trained on"),
     "dataset": (*_TEXT, "dataset the network classifies"),
     "class_names": (*_JSON, "output index -> class name"),

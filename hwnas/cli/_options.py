@@ -37,7 +37,10 @@ def space_options(parser: Any, *, default: str | None = None) -> Any:
 def single_search_options(parser: Any) -> None:
     """The options of one strategy on one evaluator (``hwnas explore``)."""
     g = parser.add_argument_group("how candidates are evaluated")
-    g.add_argument("--evaluator", help="train (default) or tabular (default for nb201)")
+    g.add_argument("--evaluator", help="train (default), tabular (default for nb201) or oneshot "
+                                       "(inherited accuracy from --supernet-ckpt)")
+    g.add_argument("--supernet-ckpt", metavar="FILE",
+                   help="oneshot: a trained supernet checkpoint (hwnas supernet train)")
     g.add_argument("--device-table", metavar="COLUMN", help="latency from the HELP table column, "
                                                             "e.g. gold_6226, fpga")
     g.add_argument("--objective", action="append", metavar="NAME",

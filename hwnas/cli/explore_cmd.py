@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from pathlib import Path
 import sys
 from typing import Any
 
@@ -24,7 +25,7 @@ ORDER = 41
 SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
             "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
             "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep", "supernet",
-            "space_opt")
+            "space_opt", "supernet_ckpt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,10 +164,37 @@ def _evaluator(s: dict[str, Any], space, metrics: list[str]):
                                       num_classes=data.num_classes) if need_latency else None
         return TrainEvaluator(space, metrics, data, epochs=s["epochs"], seed=s["seed"],
                               latency=latency, input_size=s["input_size"])
+    if s["evaluator"] == "oneshot":
+        return _oneshot_evaluator(s, space, metrics, need_latency)
     from hwnas import evaluators
 
     evaluators.get(s["evaluator"])  # raises UnknownName for a typo
     raise HwnasError(f"the CLI cannot configure evaluator {s['evaluator']!r} yet")
+
+
+def _oneshot_evaluator(s: dict[str, Any], space, metrics: list[str], need_latency: bool):
+    """Inherited accuracy from a trained supernet checkpoint (hwnas supernet train)."""
+    from hwnas.evaluators import datasets
+    from hwnas.evaluators.latency_sources import make_latency_source
+    from hwnas.oneshot.checkpoint import read_meta
+    from hwnas.oneshot.evaluate import OneShotEvaluator
+    from spaces.errors import HwnasError
+
+    path = s.get("supernet_ckpt")
+    if not path:
+        raise HwnasError("--evaluator oneshot needs a trained supernet: --supernet-ckpt FILE "
+                         "(hwnas supernet train ... -o FILE)")
+    if not Path(path).is_file():
+        raise HwnasError(f"--supernet-ckpt {path} not found")
+    meta = read_meta(path)
+    size = s["input_size"] or int(meta["input_size"])
+    data = datasets.load(s["dataset"] or meta["dataset"], size, space.in_channels,
+                         root=s["data_root"], max_samples=s["max_samples"], seed=s["seed"])
+    latency = make_latency_source(space, table=s["device_table"], predictor=s["predictor"],
+                                  device=s["device"], input_size=s["input_size"],
+                                  num_classes=data.num_classes) if need_latency else None
+    return OneShotEvaluator.from_checkpoint(path, space, metrics, data, latency=latency,
+                                            input_size=size, seed=s["seed"])
 
 
 def build_evaluator(s: dict[str, Any], metrics: tuple[str, ...]):

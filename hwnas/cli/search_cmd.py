@@ -32,7 +32,9 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "input_size": "input_
                      "target": "target", "pool": "pool", "queries": "queries", "epochs": "epochs",
                      "search_epochs": "search_epochs", "retrain_epochs": "retrain_epochs",
                      "max_rounds": "max_rounds", "margin": "margin", "supernet": "supernet",
-                     "references": "references",
+                     "references": "references", "supernet_ckpt": "supernet_ckpt",
+                     "sampler": "sampler", "supernet_epochs": "supernet_epochs",
+                     "finetune_epochs": "finetune_epochs",
                      "seed": "seed"}
 #: Options of a single search (``hwnas explore``) and the flag that sets each.
 SINGLE_SEARCH_ONLY = {"no_pipeline": "--no-pipeline", "evaluator": "--evaluator", "device_table": "--device-table",
@@ -64,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                    help="reference devices of --db to learn from, e.g. ort:cpu,help:gold_6226 "
                         "(default: every device of the store with this space and input size)")
+    g = parser.add_argument_group("one-shot engine (--strategy oneshot; see docs/oneshot.md)")
+    g.add_argument("--supernet-ckpt", metavar="FILE", help="reuse this trained one-shot supernet "
+                                                           "(hwnas supernet train): no training")
+    g.add_argument("--sampler", help="how the supernet is trained: uniform (SPOS, default), "
+                                     "path_dropout (One-Shot), sandwich (BigNAS), attentive "
+                                     "(AttentiveNAS)")
+    g.add_argument("--supernet-epochs", type=int, metavar="N",
+                   help="epochs of supernet training (default 30)")
+    g.add_argument("--finetune-epochs", type=int, metavar="N",
+                   help="fine-tune each chosen network's inherited weights for N epochs "
+                        "(default 1; 0 ships them as inherited)")
+    g = parser.add_argument_group("pipeline rounds")
     g.add_argument("--max-rounds", type=int, metavar="N",
                    help="search -> train -> time the file -> refit rounds per latency budget "
                         "(default 3)")
@@ -81,7 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the single-search options are parsed only to name the explore command to run instead
     single = argparse.ArgumentParser(add_help=False)
     _options.single_search_options(single)
+    taken = {flag for action in parser._actions for flag in action.option_strings}
     for action in single._actions:
+        if taken & set(action.option_strings):  # the pipeline has its own (--supernet-ckpt)
+            continue
         action.help = argparse.SUPPRESS
         g._add_action(action)
     from hwnas import executors

@@ -13,6 +13,7 @@ from hwnas.evaluators.base import ComposedEvaluator, CostMetrics, Evaluator
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", {
     "tabular": "hwnas.evaluators.tabular:TabularEvaluator",
     "train": "hwnas.evaluators.train:TrainEvaluator",
+    "oneshot": "hwnas.oneshot.evaluate:OneShotEvaluator",
 })
 names, get, register = EVALUATORS.names, EVALUATORS.get, EVALUATORS.register
 

@@ -68,18 +68,23 @@ def prepare(state: PipelineState, arch: Arch) -> Candidate:
     text = state.space.to_string(arch)
     folder = network_folder(state.run_path, text)
     result_path = folder / "result.json"
+    recipe = state.recipe or f"alone, {s.retrain_epochs} epochs"
     if result_path.is_file():
         stored = json.loads(result_path.read_text(encoding="utf-8"))
-        if (stored.get("arch") == text and stored.get("epochs") == s.retrain_epochs
+        if (stored.get("arch") == text and stored.get("recipe", f"alone, {stored.get('epochs')} "
+                                                               f"epochs") == recipe
                 and (folder / "weights.pt").is_file() and (folder / "model.onnx").is_file()):
             return Candidate(arch, text, folder, float(stored["accuracy"]), int(stored["macs"]),
                              int(stored["params"]))
     from hwnas.export import export_arch
     from hwnas.export_train import train_for_export
 
-    net = train_for_export(state.space, arch, s.dataset, s.retrain_epochs,
-                           input_size=state.input_size, root=s.data_root, seed=s.seed,
-                           max_samples=s.max_samples)
+    if state.inherit is not None:
+        net = state.inherit(arch)
+    else:
+        net = train_for_export(state.space, arch, s.dataset, s.retrain_epochs,
+                               input_size=state.input_size, root=s.data_root, seed=s.seed,
+                               max_samples=s.max_samples)
     folder.mkdir(parents=True, exist_ok=True)
     state_dict = net.module.state_dict()
     atomic_write(folder / "weights.pt", lambda handle: torch.save(state_dict, handle))
@@ -89,7 +94,7 @@ def prepare(state: PipelineState, arch: Arch) -> Candidate:
                          space_kwargs=s.space_kwargs, seed=s.seed,
                          metadata=net.deploy_metadata())
     result = {"arch": text, "accuracy": float(net.accuracy), "trained_on": net.trained_on,
-              "epochs": s.retrain_epochs, "num_classes": net.num_classes,
+              "epochs": s.retrain_epochs, "recipe": recipe, "num_classes": net.num_classes,
               "macs": int(report.macs), "params": int(report.params)}
     atomic_write(result_path, json.dumps(result, indent=2))
     return Candidate(arch, text, folder, float(net.accuracy), int(report.macs), int(report.params))

@@ -1,4 +1,4 @@
-"""The two search engines behind one budgeted-choice contract: ``choose(targets, predictor)``.
+"""The search engines behind one budgeted-choice contract: ``choose(targets, predictor)``.
 
 Both engines see the device only through the predictor they are handed, so the
 budget loop can hand them a refitted one in a later round:
@@ -8,7 +8,10 @@ budget loop can hand them a refitted one in a later round:
   (``predict_soft`` of the architecture distribution is in its loss);
 * :class:`NaoEngine` runs one NAO search (candidates trained briefly, latency from
   the predictor), then answers each target with the most accurate searched
-  network the current predictor puts under it.
+  network the current predictor puts under it;
+* :class:`~hwnas.pipeline.engine_oneshot.OneShotEngine` trains one weight-sharing
+  supernet (or reuses one) and answers every target from an NSGA-II archive of
+  inherited accuracy x predicted latency.
 
 An optional MACs budget is enforced on every choice by greedy cheaper moves
 (``choosing.within_macs``, with counted MACs as the cost model).
@@ -195,4 +198,9 @@ class NaoEngine(Engine):
 
 
 def make_engine(state: PipelineState) -> Engine:
-    return SupernetEngine(state) if state.settings.engine == "supernet" else NaoEngine(state)
+    engine = state.settings.engine
+    if engine == "oneshot":
+        from hwnas.pipeline.engine_oneshot import OneShotEngine
+
+        return OneShotEngine(state)
+    return SupernetEngine(state) if engine == "supernet" else NaoEngine(state)

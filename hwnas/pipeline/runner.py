@@ -90,6 +90,8 @@ class Pipeline:
         self.data = datasets.load(settings.dataset, self.input_size, self.space.in_channels,
                                   root=settings.data_root, max_samples=settings.max_samples,
                                   seed=settings.seed)
+        if settings.engine == "oneshot":
+            self._check_oneshot(settings)
         # a given store that is not one (corrupt, foreign, unwritable) fails before the folder
         self.store = MeasurementStore(settings.db) if settings.db else None
         # an unknown or unavailable device fails here (one sentence), not mid-run
@@ -121,6 +123,21 @@ class Pipeline:
         self.run_dir.check_writable()  # a full disk or a file in its place fails now
         self.resume = resume
         self.seconds: dict[str, float] = {}
+
+    def _check_oneshot(self, settings: PipelineSettings) -> None:
+        """The space has a one-shot supernet, the sampler exists, a given checkpoint is one
+        of this space, input size and dataset: all before the run folder is touched."""
+        from hwnas.oneshot import make_supernet
+        from hwnas.oneshot.checkpoint import check_compatible, read_meta
+        from hwnas.oneshot.samplers import SAMPLERS
+
+        SAMPLERS.get(settings.sampler)  # an unknown name: one sentence with the known ones
+        supernet = make_supernet(self.space, self.data.num_classes, self.input_size)
+        if settings.supernet_ckpt:
+            if not Path(settings.supernet_ckpt).is_file():
+                raise BadSetting(f"--supernet-ckpt {settings.supernet_ckpt} not found")
+            check_compatible(read_meta(settings.supernet_ckpt), supernet, self.data.name,
+                             settings.supernet_ckpt)
 
     def _check_predictor(self, path: str) -> None:
         """A given predictor must load, be of this space and of this device."""

@@ -16,7 +16,7 @@ from spaces.core.errors import InvalidOption
 
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
 #: The pipeline's search engines (hwnas.pipeline.engines).
-ENGINES = ("supernet", "nao")
+ENGINES = ("supernet", "nao", "oneshot")
 #: --preset is the space's own variant keyword.
 PRESET_KEYWORD = {"fbnet": "stem"}
 
@@ -38,7 +38,8 @@ class PipelineSettings:
     max_samples: int | None = None
     device: str = "ort:cpu"
     strategy: str | None = None         # supernet for fbnetv2, nao otherwise
-    sweep: int = 3                      # latency budgets spread over the profiled range
+    sweep: int | None = None            # latency budgets spread over the profiled range
+                                        # (default 10 with the oneshot engine, else 3)
     budgets: list[str] = field(default_factory=list)  # latency_ms<=X (replace the sweep), macs<=Y
     db: str | None = None               # measurement store; default <run>/lat.sqlite
     references: list[str] | None = None  # reference devices of the store to use (default: all)
@@ -49,7 +50,8 @@ class PipelineSettings:
     active_batch: int = 15
     target: float = 0.90                # held-out share within +-10% that ends active profiling
     pool: int = 2000                    # candidates the active step chooses from
-    queries: int = 24                   # nao: architectures trained during the search
+    queries: int | None = None          # nao: architectures trained during the search (24);
+                                        # oneshot: architectures evaluated on the supernet (400)
     epochs: int = 2                     # nao: training epochs per searched candidate
     search_epochs: int = 2              # supernet: warm-up and per-budget search epochs
     retrain_epochs: int = 5             # stage 5: standalone training of each chosen network
@@ -58,11 +60,19 @@ class PipelineSettings:
     margin: float | None = None         # budget safety margin (share); None: the run's measured drift
     drift_correction: bool = False      # train on reference-corrected values (measured: adds noise)
     supernet: str | None = None         # the supernet's implementation (its own default when None)
+    supernet_ckpt: str | None = None    # oneshot: a trained one-shot supernet to reuse
+    sampler: str = "uniform"            # oneshot: how the supernet is trained (SAMPLERS)
+    supernet_epochs: int = 30           # oneshot: epochs of supernet training
+    finetune_epochs: int = 1            # oneshot: fine-tune of each chosen network's inherited weights
     seed: int = 0
     quick_timing: bool = False          # a few timed calls only (tests; numbers not worth keeping)
 
     def __post_init__(self) -> None:
         self.budgets = [str(b) for b in (self.budgets or [])]
+        if self.sweep is None:
+            self.sweep = 10 if self.engine == "oneshot" else 3
+        if self.queries is None:
+            self.queries = 400 if self.engine == "oneshot" else 24
         if self.preset is None and self.space == "fbnetv2":
             self.preset = "tiny"
         counts = {"--sweep": self.sweep, "--initial": self.initial if self.initial is not None else 40, "--holdout": self.holdout,
@@ -77,6 +87,11 @@ class PipelineSettings:
             if int(value) > MAX_COUNT:
                 raise BadSetting(f"{name} {value:,} is more than any run could finish "
                                  f"(at most {MAX_COUNT:,})")
+        if int(self.finetune_epochs) < 0:
+            raise BadSetting(f"--finetune-epochs cannot be negative (0: the inherited weights "
+                             f"as they are), got {self.finetune_epochs}")
+        if int(self.supernet_epochs) < 1:
+            raise BadSetting(f"--supernet-epochs must be at least 1, got {self.supernet_epochs}")
         if int(self.search_epochs) < 1:
             raise BadSetting(f"--search-epochs must be at least 1, got {self.search_epochs}")
         if self.max_samples is not None and int(self.max_samples) < 1:
@@ -114,7 +129,7 @@ class PipelineSettings:
     @property
     def engine(self) -> str:
         """The search engine actually used: the FBNetV2 search supernet for fbnetv2, NAO
-        (which searches any space) otherwise."""
+        (which searches any space) otherwise; ``oneshot`` when asked for."""
         return self.strategy or ("supernet" if self.space == "fbnetv2" else "nao")
 
     @property

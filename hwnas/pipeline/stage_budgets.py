@@ -97,7 +97,8 @@ class BudgetStage(Stage):
 
     def title(self, state: PipelineState) -> str:
         s = state.settings
-        return (f"per budget: search ({s.engine}) -> train alone -> export -> time the file -> "
+        how = "inherit weights" if s.engine == "oneshot" else "train alone"
+        return (f"per budget: search ({s.engine}) -> {how} -> export -> time the file -> "
                 f"audit (up to {s.max_rounds} rounds) for {', '.join(f'{b:.4g}' for b in state.budgets)} ms")
 
     def run(self, state: PipelineState) -> dict[str, Any]:

@@ -48,6 +48,10 @@ class PipelineState:
     candidates: pd.DataFrame | None = None   # every network searched, trained and measured
     choices: pd.DataFrame | None = None      # one row per budget: the network that answers it
     refits: int = 0
+    # the one-shot engine's inherited weights: arch -> export_train.TrainedNet (else None:
+    # every chosen network is trained alone)
+    inherit: Callable[[Arch], Any] | None = None
+    recipe: str = ""                         # how chosen networks got their weights
     # stage 5
     front: pd.DataFrame | None = None
 

@@ -1,0 +1,182 @@
+"""Train a one-shot supernet once, then evaluate or export any of its networks.
+
+``hwnas supernet train --space nb201 --sampler sandwich --epochs 30 -o nb201.ckpt``
+trains the weight-sharing supernet of a space (hwnas.oneshot; ``--resume`` continues
+a killed training from its last checkpoint); ``eval CKPT --arch A`` prints that
+architecture's inherited accuracy (BN recalibrated) and the dataset's name;
+``export CKPT --arch A -o model.onnx`` writes it as a verified ONNX file with the
+inherited weights (``--finetune-epochs`` to fine-tune them first). The checkpoint
+names its space, preset, input size and dataset, so eval and export rebuild them.
+Data-parallel training: ``torchrun --nproc-per-node N -m hwnas supernet train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hwnas.cli import _options
+
+COMMAND = "supernet"
+ORDER = 55
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    train = sub.add_parser("train", help="train a one-shot supernet and write its checkpoint")
+    _options.space_options(train, default="fbnetv2")
+    train.add_argument("--dataset", default="digits", help="dataset (default digits)")
+    train.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
+    train.add_argument("--max-samples", type=int, metavar="N", help="use at most N images")
+    train.add_argument("--sampler", default="uniform",
+                       help="uniform (SPOS, default), path_dropout (One-Shot), sandwich (BigNAS), "
+                            "attentive (AttentiveNAS)")
+    train.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    train.add_argument("--batch-size", type=int, default=64, help="global batch (default 64)")
+    train.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--every-steps", type=int, metavar="N",
+                       help="also checkpoint every N steps (default: every epoch)")
+    train.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint to write")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the training in CKPT from its last checkpoint")
+    _options.json_option(train)
+    ev = sub.add_parser("eval", help="inherited accuracy of an architecture")
+    ev.add_argument("checkpoint", metavar="CKPT")
+    ev.add_argument("--arch", required=True, action="append",
+                    help="architecture string (repeatable)")
+    ev.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
+    ev.add_argument("--seed", type=int, default=0, help="calibration seed (default 0)")
+    _options.json_option(ev)
+    ex = sub.add_parser("export", help="a verified ONNX file with inherited weights")
+    ex.add_argument("checkpoint", metavar="CKPT")
+    ex.add_argument("--arch", required=True, help="architecture string")
+    ex.add_argument("-o", "--output", required=True, metavar="FILE.onnx")
+    ex.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                    help="fine-tune the inherited weights for N epochs first (default 0)")
+    ex.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
+    ex.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+
+
+# ---- rebuilding what a checkpoint names -----------------------------------------------------
+def _from_checkpoint(path: str, data_root: str | None, seed: int) -> tuple[Any, Any, Any, dict]:
+    """(space, data, supernet with the checkpoint's weights, metadata)."""
+    import spaces
+    from hwnas.evaluators import datasets
+    from hwnas.oneshot import make_supernet
+    from hwnas.oneshot.checkpoint import load_supernet, read_meta
+    from spaces.errors import HwnasError
+
+    if not Path(path).is_file():
+        raise HwnasError(f"checkpoint {path} not found")
+    meta = read_meta(path)
+    space = spaces.get(meta["space_key"])
+    data = datasets.load(meta["dataset"], int(meta["input_size"]), space.in_channels,
+                         root=data_root, seed=seed)
+    supernet = make_supernet(space, data.num_classes, int(meta["input_size"]))
+    load_supernet(path, supernet, dataset=data.name)
+    return space, data, supernet.eval(), meta
+
+
+def sampler_name(meta: dict) -> str:
+    sampler = meta.get("sampler")
+    return str(sampler.get("name") if isinstance(sampler, dict) else sampler)
+
+
+def _arch(space: Any, text: str) -> Any:
+    return space.from_string(str(text).strip())
+
+
+# ---- actions ----------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from hwnas.cli import _checks
+    from hwnas.cli.profile_cmd import load_space
+    from hwnas.evaluators import datasets
+    from hwnas.oneshot import make_supernet
+    from hwnas.oneshot.distributed import context
+    from hwnas.oneshot.samplers import SAMPLERS
+    from hwnas.oneshot.training import train_supernet
+
+    _checks.at_least("--epochs", args.epochs, 1, 100_000)
+    _checks.at_least("--batch-size", args.batch_size, 2, 65_536)
+    _checks.seed("--seed", args.seed)
+    _checks.input_size("--input-size", args.input_size)
+    _checks.count("--max-samples", args.max_samples)
+    SAMPLERS.get(args.sampler)  # an unknown sampler: one sentence naming the known ones
+    space = load_space(args.space or "fbnetv2", args.preset or ("tiny" if (args.space or "fbnetv2")
+                                                                 == "fbnetv2" else None),
+                       args.space_opt)
+    size = int(args.input_size or space.default_input_size)
+    data = datasets.load(args.dataset, size, space.in_channels, root=args.data_root,
+                         max_samples=args.max_samples, seed=args.seed)
+    torch.manual_seed(args.seed)
+    supernet = make_supernet(space, data.num_classes, size)
+    result = train_supernet(supernet, data, args.sampler, args.epochs, batch_size=args.batch_size,
+                            lr=args.lr, seed=args.seed, checkpoint=args.output,
+                            resume=args.resume, every_steps=args.every_steps)
+    if not context().is_main:
+        return 0
+    summary = {"checkpoint": str(args.output), "space": space.key, "input_size": size,
+               "dataset": data.name, "sampler": args.sampler, "epochs": args.epochs,
+               "steps": result.total_steps, "resumed_at_step": result.start_step,
+               "seconds": round(result.seconds, 1), "last_loss": result.last_loss}
+    if args.json:
+        _options.print_json(summary)
+    elif not args.quiet:
+        resumed = f", resumed at step {result.start_step}" if result.start_step else ""
+        print(f"trained {space.key} supernet on {data.name} at {size}px: {args.sampler} sampler, "
+              f"{args.epochs} epochs ({result.total_steps} steps{resumed}) in "
+              f"{result.seconds:.0f} s -> {args.output}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hwnas.oneshot.evaluate import inherited_accuracy
+
+    space, data, supernet, meta = _from_checkpoint(args.checkpoint, args.data_root, args.seed)
+    archs = [_arch(space, a) for a in args.arch]  # every string parses before any work
+    rows = [{"arch": space.to_string(a), "accuracy": inherited_accuracy(supernet, a, data,
+                                                                        seed=args.seed),
+             "dataset": data.name, "split": f"validation ({len(data.y_val)} images)"}
+            for a in archs]
+    if args.json:
+        _options.print_json({"checkpoint": str(args.checkpoint), "space": space.key,
+                             "sampler": sampler_name(meta), "rows": rows})
+        return 0
+    for row in rows:
+        print(f"{row['accuracy']:6.2f}%  {row['arch']}  (inherited weights, BN recalibrated; "
+              f"{data.name} {row['split']})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hwnas.cli import _checks
+    from hwnas.export import check_target, export_arch
+    from hwnas.export_train import finetune_for_export
+    from spaces.errors import HwnasError
+
+    if args.finetune_epochs < 0:
+        raise HwnasError(f"--finetune-epochs cannot be negative, got {args.finetune_epochs}")
+    _checks.seed("--seed", args.seed)
+    check_target(args.output)  # before any weights are read or tuned
+    space, data, supernet, meta = _from_checkpoint(args.checkpoint, args.data_root, args.seed)
+    arch = _arch(space, args.arch)
+    module = supernet.extract(arch).cpu().train()
+    net = finetune_for_export(space, module, data, args.finetune_epochs,
+                              source=f"inherited from supernet {Path(args.checkpoint).name} "
+                                     f"({sampler_name(meta)} sampler)",
+                              input_size=int(meta["input_size"]), seed=args.seed)
+    extra = {**net.deploy_metadata(), "trained": "supernet"}
+    report = export_arch(space, arch, args.output, model=net.module, num_classes=data.num_classes,
+                         input_size=int(meta["input_size"]), accuracy=net.accuracy,
+                         measure=False, seed=args.seed, metadata=extra, data=data)
+    print(f"wrote {args.output}: {space.to_string(arch)}, {net.accuracy:.2f}% on {data.name} "
+          f"validation ({net.trained_on}); {report.macs:,} MACs")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"train": _train, "eval": _eval, "export": _export}[args.action](args)

@@ -1,0 +1,138 @@
+"""The one-shot engine: train one supernet, then answer every budget from it.
+
+Train once (``hwnas.oneshot``: a weight-sharing supernet of the run's space trained
+with a sampler -- SPOS uniform by default -- into ``RUN/supernet.ckpt``, resumable),
+or reuse a trained one (``--supernet-ckpt``): a second device trains nothing. Then
+NSGA-II over inherited accuracy x the device predictor's latency
+(:mod:`hwnas.oneshot.search`) fills an archive that covers the whole latency range,
+and each budget takes the archive's most accurate network predicted under it. The
+chosen networks ship with inherited weights (fine-tuned ``--finetune-epochs``), and
+the budget loop around the engine is the pipeline's own: time the file, audit,
+refit the predictor, ask again (a refitted predictor re-ranks the archive and a
+short search continues from its best).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hwnas.pipeline.engines import Choice, Engine, _predict
+from hwnas.pipeline.state import PipelineState
+from spaces import Arch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "supernet.ckpt"
+BATCH_SIZE = 64
+
+
+class OneShotEngine(Engine):
+    name = "oneshot"
+
+    def __init__(self, state: PipelineState) -> None:
+        super().__init__(state)
+        from hwnas.oneshot.search import Archive
+
+        self.supernet: Any = None
+        self.archive = Archive()
+        self._searches = 0
+        s = state.settings
+        source = (f"supernet {Path(s.supernet_ckpt).name}" if s.supernet_ckpt
+                  else f"supernet ({s.sampler}, {s.supernet_epochs} epochs)")
+        state.recipe = f"inherited from {source}, fine-tune {s.finetune_epochs}"
+        state.inherit = self.inherit
+        self._source = source
+
+    # ---- stage one: the supernet -----------------------------------------------------------
+    def trained_supernet(self) -> Any:
+        """The run's supernet, trained (or resumed, or loaded from ``--supernet-ckpt``)."""
+        if self.supernet is not None:
+            return self.supernet
+        import torch
+
+        from hwnas.oneshot import make_supernet
+        from hwnas.oneshot.checkpoint import load_supernet
+        from hwnas.oneshot.training import train_supernet
+
+        st, s = self.state, self.state.settings
+        torch.manual_seed(s.seed)
+        supernet = make_supernet(st.space, st.data.num_classes, st.input_size)
+        start = time.perf_counter()
+        if s.supernet_ckpt:
+            load_supernet(s.supernet_ckpt, supernet, dataset=st.data.name)
+            st.say(f"  supernet: {s.supernet_ckpt} (trained before; nothing to train)")
+        else:
+            path = st.path(CHECKPOINT)
+            result = train_supernet(supernet, st.data, s.sampler, s.supernet_epochs,
+                                    batch_size=BATCH_SIZE, seed=s.seed, checkpoint=path,
+                                    resume=True)
+            st.say(f"  supernet trained once: {s.sampler} sampler, {s.supernet_epochs} epochs, "
+                   f"{time.perf_counter() - start:.0f} s -> {path.name}"
+                   + (f" (resumed at step {result.start_step})"
+                      if getattr(result, "start_step", 0) else ""))
+        self.supernet = supernet.eval()
+        return self.supernet
+
+    # ---- stage two: search the supernet ----------------------------------------------------
+    def _accuracy(self, archs: list[Arch]) -> np.ndarray:
+        from hwnas.oneshot.evaluate import inherited_accuracy
+
+        supernet, data, seed = self.trained_supernet(), self.state.data, self.state.settings.seed
+        return np.array([inherited_accuracy(supernet, a, data, seed=seed) for a in archs])
+
+    def _search(self, predictor: Any) -> None:
+        from hwnas.oneshot.search import nsga2
+
+        s = self.state.settings
+        evaluations = s.queries if self._searches == 0 else max(20, s.queries // 4)
+        start: list[Arch] = []
+        if len(self.archive):  # continue from the best the current predictor sees
+            ranked = sorted(self.archive.accuracy, key=lambda a: -self.archive.accuracy[a])
+            start = ranked[:32]
+        began = time.perf_counter()
+        nsga2(self.state.space, self._accuracy, lambda archs: _predict(predictor, archs),
+              evaluations, seed=s.seed + self._searches, archive=self.archive, start=start)
+        self._searches += 1
+        self.state.say(f"  one-shot search: {len(self.archive)} architectures evaluated on the "
+                       f"supernet so far ({time.perf_counter() - began:.0f} s)")
+
+    def choose(self, targets: Sequence[float], predictor: Any,
+               avoid: Sequence[set[str]] | None = None,
+               on_target: Callable[[Choice], None] | None = None) -> list[Choice]:
+        from hwnas.oneshot.search import best_under
+
+        space = self.state.space
+        self.trained_supernet()
+        self._search(predictor)
+        archs = list(self.archive.accuracy)
+        predicted = dict(zip(archs, _predict(predictor, archs)))
+        out = []
+        for i, target in enumerate(targets):
+            tried = {space.from_string(t) for t in (avoid[i] if avoid else set())}
+            arch = best_under(self.archive, predicted, float(target), tried)
+            arch = self._within_macs(arch, None)
+            ms = predicted.get(arch)
+            if ms is None:
+                ms = float(_predict(predictor, [arch])[0])
+            out.append(Choice(float(target), arch, float(ms),
+                              extra={"how": "oneshot",
+                                     "search_accuracy": self.archive.accuracy.get(arch)}))
+            if on_target is not None:
+                on_target(out[-1])
+        return out
+
+    # ---- what ships ------------------------------------------------------------------------
+    def inherit(self, arch: Arch) -> Any:
+        """``arch`` with the supernet's weights, fine-tuned as the settings say."""
+        from hwnas.export_train import finetune_for_export
+
+        st, s = self.state, self.state.settings
+        module = self.trained_supernet().extract(arch).cpu().train()
+        return finetune_for_export(st.space, module, st.data, s.finetune_epochs,
+                                   source=f"inherited from the {self._source}",
+                                   input_size=st.input_size, seed=s.seed)

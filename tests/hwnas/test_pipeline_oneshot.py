@@ -1,0 +1,100 @@
+"""The pipeline's one-shot engine: train the supernet once, answer every budget from it,
+ship inherited weights; a second device reuses the checkpoint and trains nothing.
+
+Devices are the exact stand-ins of tests/hwnas/macs_device.py, so verdicts do not
+depend on the load of the test machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pandas as pd
+import pytest
+
+from hwnas.cli import main
+from tests.hwnas import macs_device
+
+pytest.importorskip("onnxruntime")
+
+SMALL = ["--space", "nb201", "--space-opt", "C=4", "--space-opt", "N=1", "--input-size", "8"]
+TINY = ["--strategy", "oneshot", "--initial", "8", "--holdout", "5", "--active-measurements", "0",
+        "--target", "1.0", "--pool", "40", "--sweep", "3", "--max-rounds", "1", "--queries", "24",
+        "--supernet-epochs", "1", "--finetune-epochs", "0", "--max-samples", "256",
+        "--margin", "0.05", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("oneshot") / "first"
+    assert main(["search", *SMALL, "--device", macs_device.SPEC, "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_the_supernet_is_trained_once_and_every_network_inherits_it(first_run):
+    assert (first_run / "supernet.ckpt").is_file()
+    front = pd.read_csv(first_run / "pareto.csv")
+    assert len(front) == 3
+    for row in front.itertuples():
+        model = onnx.load(first_run / str(row.onnx))
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert "inherited from the supernet (uniform, 1 epochs)" in meta["hwnas.trained_on"]
+    results = [json.loads(p.read_text()) for p in first_run.glob("networks/*/result.json")]
+    assert results and all(r["recipe"].startswith("inherited from supernet") for r in results)
+    config = json.loads((first_run / "config.json").read_text())["pipeline"]
+    assert config["strategy"] == "oneshot" and config["sampler"] == "uniform"
+
+
+def test_a_second_device_reuses_the_checkpoint_and_trains_nothing(first_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    import hwnas.oneshot.training as training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the second device must not train the supernet")
+
+    monkeypatch.setattr(training, "train_supernet", no_training)
+    out = tmp_path / "second"
+    assert main(["search", *SMALL, "--device", macs_device.SPEC2, "--out", str(out), *TINY,
+                 "--supernet-ckpt", str(first_run / "supernet.ckpt")]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert not (out / "supernet.ckpt").exists()
+    assert len(pd.read_csv(out / "pareto.csv")) == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--finetune-epochs", "-1"], "--finetune-epochs cannot be negative"),
+    (["--sampler", "nope"], "unknown sampler 'nope'"),
+    (["--supernet-ckpt", "/no/such.ckpt"], "not found"),
+])
+def test_bad_oneshot_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "never"
+    assert main(["search", *SMALL, "--device", macs_device.SPEC, "--out", str(out), *TINY,
+                 *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_a_checkpoint_of_another_space_or_size_is_refused(first_run, tmp_path, capsys):
+    ckpt = str(first_run / "supernet.ckpt")
+    for other, message in ((["--space", "nb201", "--space-opt", "C=8", "--space-opt", "N=1",
+                             "--input-size", "8"], "another preset or options"),
+                           ([*SMALL[:-1], "12"], "trained at 8 px inputs, not 12 px")):
+        out = tmp_path / "never"
+        assert main(["search", *other, "--device", macs_device.SPEC, "--out", str(out), *TINY,
+                     "--supernet-ckpt", ckpt]) == 2
+        err = capsys.readouterr().err
+        assert message in err and not out.exists(), err
+
+
+def test_a_builder_space_has_no_supernet_and_says_why(tmp_path, capsys):
+    from tests.spaces.builder_sources import plain
+
+    source = tmp_path / "myspace.py"
+    source.write_text(plain(widths=(4, 8), kernels=(1, 3), depths=(1, 2)))
+    out = tmp_path / "never"
+    assert main(["search", "--space", f"{source}:build", "--device", macs_device.SPEC, "--out",
+                 str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--strategy nao" in err and len(err.strip().splitlines()) == 1 and not out.exists()
