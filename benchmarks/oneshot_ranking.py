@@ -44,6 +44,12 @@ def truth(path: Path, dataset: str | None) -> tuple[pd.DataFrame, list[str]]:
     frame = pd.read_csv(path)
     if dataset is not None and "dataset" in frame.columns:
         frame = frame[frame["dataset"] == dataset]
+    elif "dataset" in frame.columns:  # the first dataset of the file
+        frame = frame[frame["dataset"] == frame["dataset"].iloc[0]]
+    if "seed" in frame.columns:  # one row per (arch, seed): one column per seed
+        wide = frame.pivot_table(index=["dataset", "arch"], columns="seed", values="accuracy")
+        wide.columns = [f"acc_seed{int(c)}" for c in wide.columns]
+        frame = wide.reset_index()
     seeds = [c for c in frame.columns if c.startswith("acc_seed")]
     if len(seeds) < 2:
         raise SystemExit(f"{path}: needs accuracies of at least two seeds (acc_seed* columns)")

@@ -63,8 +63,9 @@ def search_options(parser: Any) -> None:
     """What both the pipeline and a single search take: data, latency source, budgets,
     strategy, run folder."""
     g = parser.add_argument_group("data and latency")
-    g.add_argument("--dataset", help="train: digits (default), cifar10, cifar100 or an ImageFolder "
-                                     "path; tabular: cifar10 (default), cifar100, imagenet16-120")
+    g.add_argument("--dataset", help="train: digits (default), cluttered-digits (harder, generated), "
+                                     "cifar10, cifar100 or an ImageFolder path; tabular: cifar10 "
+                                     "(default), cifar100, imagenet16-120")
     g.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
     g.add_argument("--max-samples", type=int, metavar="N", help="train: use at most N images")
     g.add_argument("--epochs", type=int, help="train: epochs per candidate (default 2)")
@@ -73,8 +74,10 @@ def search_options(parser: Any) -> None:
     g.add_argument("--budget", action="append", metavar="EXPR",
                    help="a metric limit, e.g. latency_ms<=5, macs<=300M, accuracy>=90; repeatable")
     g = parser.add_argument_group("strategy")
-    g.add_argument("--strategy", help="random, evolution, dpp, nao, supernet, or an Optuna "
-                                      "sampler: optuna:tpe, optuna:nsga2, optuna:gp, ...")
+    g.add_argument("--strategy", help="pipeline (search): supernet (fbnetv2's default), oneshot "
+                                      "(default where a one-shot supernet exists) or nao; single "
+                                      "searches (explore): random, evolution, dpp, nao, supernet, "
+                                      "or an Optuna sampler: optuna:tpe, optuna:nsga2, optuna:gp")
     g.add_argument("--queries", type=int, metavar="N", help="architectures to evaluate (default 40 "
                                                             "when training, 100 on tables)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")

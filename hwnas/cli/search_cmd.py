@@ -119,10 +119,21 @@ def explore_command(args: argparse.Namespace) -> str:
     return shlex.join(["hwnas", "explore", *[a for a in argv if a != "--no-pipeline"]])
 
 
+def is_single_search_run(folder: Path) -> bool:
+    """A run folder whose config parses and is a single search's (a damaged config is left
+    to the pipeline, which names the damage)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "pipeline" not in config
+
+
 def refuse_single_search(args: argparse.Namespace) -> None:
     """``hwnas search`` is the pipeline only: a single search's options, or a run folder of
     one, are refused with the explore command that runs them."""
-    from hwnas.pipeline import stored_settings
     from spaces.errors import HwnasError
 
     flags = single_search_flags(args)
@@ -133,8 +144,7 @@ def refuse_single_search(args: argparse.Namespace) -> None:
         raise HwnasError(f"hwnas search runs the whole pipeline and {', '.join(flags)} "
                          f"{'is an option' if len(flags) == 1 else 'are options'} of a single "
                          f"search: run `{explore_command(args)}`")
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file() \
-            and stored_settings(args.out) is None:
+    if args.resume and args.out and is_single_search_run(Path(args.out)):
         raise HwnasError(f"{args.out} is the run folder of a single search: continue it with "
                          f"`{explore_command(args)}`")
 

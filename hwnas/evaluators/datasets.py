@@ -2,9 +2,10 @@
 
 The validation split is carved out of the *training* data with a fixed seed:
 search decisions never look at a test split. Nothing is downloaded:
-``digits`` ships with scikit-learn (the embedded default), CIFAR-10/100 are
-read from a local folder with ``download=False``, and any ImageFolder-style
-directory works.
+``digits`` ships with scikit-learn (the embedded default), ``cluttered-digits`` is
+generated from it (harder: distorted digits among clutter, split by source image; see
+``cluttered_digits``), CIFAR-10/100 are read from a local folder with
+``download=False``, and any ImageFolder-style directory works.
 """
 
 from __future__ import annotations
@@ -76,17 +77,23 @@ class DataSplit:
                 "num_classes": self.num_classes, "shape": list(self.x_train.shape[1:])}
 
 
-BUILTIN = ("digits", "cifar10", "cifar100")
+BUILTIN = ("digits", "cluttered-digits", "cifar10", "cifar100")
 
 
 def load(name: str, input_size: int, in_channels: int, *, root: str | Path | None = None,
          val_fraction: float = 0.2, max_samples: int | None = None, seed: int = 0) -> DataSplit:
-    """``digits``, ``cifar10``/``cifar100`` (from ``root``) or a path to an ImageFolder tree."""
+    """``digits``, ``cluttered-digits``, ``cifar10``/``cifar100`` (from ``root``) or a path
+    to an ImageFolder tree."""
     if not 0.0 < val_fraction < 1.0:
         raise HwnasError(f"validation fraction must be between 0 and 1, got {val_fraction}")
     if name == "digits":
         x, y = _digits()
         source = Source((8, 8), 1, "HW", "grey", 1.0 / 16.0, tuple(str(i) for i in range(10)))
+    elif name == "cluttered-digits":
+        from hwnas.evaluators import cluttered_digits
+
+        return cluttered_digits.load(input_size, in_channels, val_fraction=val_fraction,
+                                     max_samples=max_samples, seed=seed)
     elif name in ("cifar10", "cifar100"):
         x, y, classes = _cifar(name, root)
         source = Source((32, 32), 3, "HWC", "RGB", 1.0 / 255.0, classes)
@@ -169,9 +176,10 @@ def split_indices(y: np.ndarray, val_fraction: float = 0.2, max_samples: int | N
 
 def _prepare(name: str, x: torch.Tensor, y: np.ndarray, input_size: int, in_channels: int,
              val_fraction: float, max_samples: int | None, seed: int,
-             source: Source | None = None) -> DataSplit:
+             source: Source | None = None,
+             split: tuple[np.ndarray, np.ndarray] | None = None) -> DataSplit:
     num_classes = int(y.max()) + 1
-    tr, va = split_indices(y, val_fraction, max_samples, seed)
+    tr, va = split if split is not None else split_indices(y, val_fraction, max_samples, seed)
     x_tr, x_va = _fit_shape(x[tr], input_size, in_channels), _fit_shape(x[va], input_size, in_channels)
     mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
     std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)

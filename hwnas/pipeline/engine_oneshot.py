@@ -49,8 +49,10 @@ class OneShotEngine(Engine):
         self._source = source
 
     # ---- stage one: the supernet -----------------------------------------------------------
-    def trained_supernet(self) -> Any:
-        """The run's supernet, trained (or resumed, or loaded from ``--supernet-ckpt``)."""
+    def trained_supernet(self, predictor: Any = None) -> Any:
+        """The run's supernet, trained (or resumed, or loaded from ``--supernet-ckpt``).
+        The attentive sampler draws its targets in the device's predicted latency (the
+        paper's FLOPs or latency), so the predictor of the run is its cost model."""
         if self.supernet is not None:
             return self.supernet
         import torch
@@ -68,9 +70,12 @@ class OneShotEngine(Engine):
             st.say(f"  supernet: {s.supernet_ckpt} (trained before; nothing to train)")
         else:
             path = st.path(CHECKPOINT)
+            options: dict[str, Any] = {}
+            if s.sampler == "attentive" and predictor is not None:
+                options["cost"] = lambda arch: float(_predict(predictor, [arch])[0])
             result = train_supernet(supernet, st.data, s.sampler, s.supernet_epochs,
                                     batch_size=BATCH_SIZE, seed=s.seed, checkpoint=path,
-                                    resume=True)
+                                    resume=True, sampler_options=options)
             st.say(f"  supernet trained once: {s.sampler} sampler, {s.supernet_epochs} epochs, "
                    f"{time.perf_counter() - start:.0f} s -> {path.name}"
                    + (f" (resumed at step {result.start_step})"
@@ -107,7 +112,7 @@ class OneShotEngine(Engine):
         from hwnas.oneshot.search import best_under
 
         space = self.state.space
-        self.trained_supernet()
+        self.trained_supernet(predictor)
         self._search(predictor)
         archs = list(self.archive.accuracy)
         predicted = dict(zip(archs, _predict(predictor, archs)))

@@ -17,6 +17,8 @@ from spaces.core.errors import InvalidOption
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
 #: The pipeline's search engines (hwnas.pipeline.engines).
 ENGINES = ("supernet", "nao", "oneshot")
+#: Spaces whose default engine is the one-shot supernet (hwnas.oneshot has one for them).
+ONESHOT_SPACES = ("nb201", "fbnet", "nao")
 #: --preset is the space's own variant keyword.
 PRESET_KEYWORD = {"fbnet": "stem"}
 
@@ -128,9 +130,15 @@ class PipelineSettings:
 
     @property
     def engine(self) -> str:
-        """The search engine actually used: the FBNetV2 search supernet for fbnetv2, NAO
-        (which searches any space) otherwise; ``oneshot`` when asked for."""
-        return self.strategy or ("supernet" if self.space == "fbnetv2" else "nao")
+        """The search engine actually used: the FBNetV2 search supernet for fbnetv2, the
+        one-shot engine for the other spaces with a one-shot supernet (candidates are not
+        trained one by one), NAO (which searches any space) for builder specs."""
+        if self.strategy:
+            return self.strategy
+        from spaces.base import family_of
+
+        family = family_of(self.space)
+        return "supernet" if family == "fbnetv2" else "oneshot" if family in ONESHOT_SPACES else "nao"
 
     @property
     def space_kwargs(self) -> dict[str, Any]:

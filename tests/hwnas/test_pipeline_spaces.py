@@ -20,7 +20,8 @@ pytest.importorskip("onnxruntime")
 
 TINY = ["--device", macs_device.SPEC, "--initial", "6", "--holdout", "5",
         "--active-measurements", "0", "--target", "1.0", "--pool", "40", "--sweep", "2",
-        "--max-rounds", "1", "--queries", "2", "--epochs", "1", "--retrain-epochs", "1",
+        "--max-rounds", "1", "--queries", "8", "--epochs", "1", "--retrain-epochs", "1",
+        "--supernet-epochs", "1", "--finetune-epochs", "0",
         "--max-samples", "200", "--margin", "0.05", "--no-progress"]
 
 
@@ -41,7 +42,8 @@ def test_nb201_runs_the_pipeline_with_its_own_input_size(tmp_path, capsys):
     assert main(["search", "--space", "nb201", "--space-opt", "C=4", "--space-opt", "N=1",
                  "--input-size", "16", "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
-    assert "engine nao" in printed
+    assert "engine oneshot" in printed  # a space with a one-shot supernet: trained once
+    assert (out / "supernet.ckpt").is_file()
     space = spaces.get("nb201", C=4, N=1)
     _check_run(out, space)
     config = json.loads((out / "config.json").read_text())
@@ -53,13 +55,15 @@ def test_nb201_runs_the_pipeline_with_its_own_input_size(tmp_path, capsys):
         assert set(store.frame()["input_shape"]) == {"3x16x16"}
 
 
-def test_a_builder_space_runs_the_pipeline(tmp_path):
+def test_a_builder_space_runs_the_pipeline_with_nao(tmp_path, capsys):
     source = tmp_path / "myspace.py"
     source.write_text(plain(widths=(4, 8), kernels=(1, 3), depths=(1, 2)))
     out = tmp_path / "builder"
     assert main(["search", "--space", f"{source}:build", "--input-size", "12", "--out", str(out),
                  *TINY]) == 0
     _check_run(out, spaces.get(f"{source}:build"))
+    assert json.loads((out / "config.json").read_text())["pipeline"]["sweep"] == 2
+    assert "engine nao" in capsys.readouterr().out  # no supernet for a builder function
 
 
 def test_references_at_another_input_size_are_ignored_with_the_reason(tmp_path, capsys):
