@@ -50,6 +50,23 @@ def _verbosity() -> argparse.ArgumentParser:
     return common
 
 
+LOGGERS = ("hwnas", "spaces", "devices", "latency")
+
+
+def _logging_state() -> list[tuple[logging.Logger, list[logging.Handler], int, bool]]:
+    return [(log, list(log.handlers), log.level, log.propagate)
+            for log in map(logging.getLogger, LOGGERS)]
+
+
+def _restore_logging(state: list[tuple[logging.Logger, list[logging.Handler], int, bool]]) -> None:
+    """Put the package loggers back as they were before ``main`` (an in-process call, e.g.
+    from a test or a notebook, leaves no CLI handler or level behind)."""
+    for log, handlers, level, propagate in state:
+        log.handlers[:] = handlers
+        log.setLevel(level)
+        log.propagate = propagate
+
+
 def configure_logging(verbose: int, quiet: int) -> int:
     """Library messages go through ``logging`` (never print); the CLI shows them on stderr
     at a level set by -v/-q. Returns the level."""
@@ -57,7 +74,7 @@ def configure_logging(verbose: int, quiet: int) -> int:
         max(-2, min(verbose - quiet, 2)), logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("hwnas: %(message)s"))
-    for name in ("hwnas", "spaces", "devices", "latency"):
+    for name in LOGGERS:
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
         log.setLevel(level)
@@ -115,7 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         # `hwnas` alone runs the main job, exactly like `hwnas search`.
         args = parser.parse_args(["search"])
         args._argv = ["search"]
+    saved = _logging_state()
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
+    try:
+        return _run(args)
+    finally:
+        _restore_logging(saved)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The verb, with user-fixable failures as one sentence and exit code 2."""
     try:
         return int(args._run(args) or 0)
     except HwnasError as err:

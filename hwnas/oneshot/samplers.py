@@ -191,9 +191,9 @@ class PathDropoutSampler(Sampler):
 def greedy_extreme(space: Space, value: Callable[[Arch], float], largest: bool,
                    max_passes: int = 3) -> Arch:
     """The architecture maximising (``largest``) or minimising ``value``, by coordinate
-    ascent/descent over the decisions from the all-first-options network (as
-    :func:`hwnas.pipeline.floor.cheapest_arch`); exact for costs that grow with every
-    decision, such as counted MACs."""
+    ascent/descent over the decisions from the all-first-options network (also the
+    pipeline's cheapest network, :func:`hwnas.pipeline.floor.cheapest_arch`); exact for
+    costs that grow with every decision, such as counted MACs."""
     sign = -1.0 if largest else 1.0
     arch = Arch(space.key, tuple(0 for _ in space.decisions))
     if not space.is_valid(arch):

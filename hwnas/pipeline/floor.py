@@ -22,7 +22,9 @@ FLOOR_SLACK = 0.8
 
 
 def cheapest_arch(space: Space, input_size: int, num_classes: int, max_passes: int = 3) -> tuple[Arch, int]:
-    """(arch, MACs) of the network with the fewest counted MACs."""
+    """(arch, MACs) of the network with the fewest counted MACs (coordinate descent)."""
+    from hwnas.oneshot.samplers import greedy_extreme
+
     memo: dict[Arch, int] = {}
 
     def macs(arch: Arch) -> int:
@@ -30,23 +32,8 @@ def cheapest_arch(space: Space, input_size: int, num_classes: int, max_passes: i
             memo[arch] = int(space.cost(arch, input_size, num_classes).macs)
         return memo[arch]
 
-    arch = Arch(space.key, tuple(0 for _ in space.decisions))
-    if not space.is_valid(arch):
-        arch = space.sample(0)
-    best = macs(arch)
-    for _ in range(max_passes):
-        improved = False
-        for i, decision in enumerate(space.decisions):
-            for j in range(len(decision)):
-                cand = Arch(arch.space, arch.choices[:i] + (j,) + arch.choices[i + 1:])
-                if cand == arch or not space.is_valid(cand):
-                    continue
-                value = macs(cand)
-                if value < best:
-                    arch, best, improved = cand, value, True
-        if not improved:
-            break
-    return arch, best
+    arch = greedy_extreme(space, macs, largest=False, max_passes=max_passes)
+    return arch, macs(arch)
 
 
 def check_reachable(settings: PipelineSettings, space: Space, meter: Any, input_size: int,

@@ -42,7 +42,9 @@ def test_macs_repair_meets_the_budget_and_keeps_a_feasible_arch():
 def test_settings_defaults_merge_and_refuse_bad_values():
     s = PipelineSettings()
     assert (s.space, s.preset, s.device, s.engine) == ("fbnetv2", "tiny", "ort:cpu", "supernet")
-    assert PipelineSettings(space="nb201").engine == "nao"
+    assert PipelineSettings(space="nb201").engine == "oneshot"  # a one-shot supernet exists
+    assert PipelineSettings(space="x.py:build").engine == "nao"
+    assert PipelineSettings(space="nb201").sweep == 10 and PipelineSettings().sweep == 3
     merged = PipelineSettings.merged({"sweep": None, "seed": 3}, {"sweep": 5, "seed": 1})
     assert merged.sweep == 5 and merged.seed == 3  # typed wins, untyped comes from the run
     for bad in ({"sweep": 0}, {"initial": 2}, {"target": 1.5}, {"strategy": "evolution"},
