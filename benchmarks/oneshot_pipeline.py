@@ -8,9 +8,10 @@ inherited accuracy x predicted latency, inherited weights fine-tuned) -- and
 prints per run: budgets, distinct networks on the front, the hypervolume of the
 *measured* front (each exported file's validation accuracy vs its measured latency,
 one reference point for both runs), budgets met, wall time. Then the one-shot run's
-checkpoint is reused on a second device (``--second``, torch:cpu): profile, fit,
-search, export, no supernet training; its wall time is compared with the first
-run's. The machine's load is printed beside every timing.
+checkpoint and store are reused on a second device (``--second``, torch:cpu): the
+first device's measurements are its references (15 measurements instead of 70),
+then fit, search, export, no supernet training; its wall time is compared with the
+first run's. The machine's load is printed beside every timing.
 
     python benchmarks/oneshot_pipeline.py
     python benchmarks/oneshot_pipeline.py --out /tmp/osp -- --supernet-epochs 20
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     runs, walls, loads = {}, {}, {}
     for engine in args.engines:
         before = _load()
-        walls[engine] = search(root / engine, args.device, ["--strategy", engine, *args.extra])
+        walls[engine] = search(root / engine, args.device, ["--strategy", engine, "--db",
+                                                            str(root / f"{engine}.sqlite"),
+                                                            *args.extra])
         runs[engine] = measured_front(root / engine)
         loads[engine] = f"{before} -> {_load()}"
         print(f"{engine}: {walls[engine]:.0f} s (load {loads[engine]})", flush=True)
@@ -99,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if "oneshot" in runs and args.second:
         ckpt = root / "oneshot" / "supernet.ckpt"
         before = _load()
+        # the first device's store too: its measurements are the second's references
         wall = search(root / "second", args.second,
-                      ["--strategy", "oneshot", "--supernet-ckpt", str(ckpt), *args.extra])
+                      ["--strategy", "oneshot", "--supernet-ckpt", str(ckpt), "--db",
+                       str(root / "oneshot.sqlite"), *args.extra])
         log = (root / "second.log").read_text()
         trained = "supernet trained once" in log
         front = measured_front(root / "second")

@@ -75,8 +75,12 @@ def masked_batch_norm(y: torch.Tensor, bn: nn.BatchNorm2d, mask: torch.Tensor | 
     use_batch_stats = bn.training or bn.running_mean is None
     if bn.training and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
+    factor = bn.momentum
+    if factor is None:  # cumulative average, as nn.BatchNorm does (BN recalibration uses it)
+        tracked = int(bn.num_batches_tracked) if bn.num_batches_tracked is not None else 0
+        factor = 1.0 / tracked if tracked else 0.0
     y = F.batch_norm(y, bn.running_mean, bn.running_var, weight, bias,
-                     use_batch_stats, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+                     use_batch_stats, factor, bn.eps)
     return F.relu(y, inplace=True) if relu else y
 
 

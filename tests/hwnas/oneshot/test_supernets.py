@@ -259,3 +259,24 @@ def test_fbnet_kept_blocks_of_a_layer_are_summed():
     torch.testing.assert_close(seen[2], seen[0] + seen[1])
     with pytest.raises(InvalidOption):  # a layer must run at least one block
         supernet.set_active_paths(base + [[]])
+
+
+def test_bn_recalibrated_in_the_supernet_equals_recalibrated_in_the_extracted_net(case):
+    """The one-shot evaluator recalibrates BN inside the supernet: every BN on the active
+    path (masked ones too) must take the same cumulative statistics as the extracted
+    network's. (The fbnetv2 masked BN once ignored momentum=None and kept reset stats.)"""
+    from hwnas.oneshot.evaluate import calibration_batches, kept_bn_stats, recalibrate_bn
+
+    space, supernet, x = case
+    batches = calibration_batches(torch.randn(48, *x.shape[1:],
+                                              generator=torch.Generator().manual_seed(3)), 3, 16)
+    for arch in space.sample_many(2, 5):
+        supernet.set_active(arch)
+        alone = supernet.extract(arch)
+        recalibrate_bn(alone, batches)
+        with kept_bn_stats(supernet):
+            recalibrate_bn(supernet, batches)
+            with torch.no_grad():
+                shared = supernet(x)
+        with torch.no_grad():
+            torch.testing.assert_close(shared, alone.eval()(x), atol=1e-4, rtol=1e-4)
