@@ -69,11 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("one-shot engine (--strategy oneshot; see docs/oneshot.md)")
     g.add_argument("--supernet-ckpt", metavar="FILE", help="reuse this trained one-shot supernet "
                                                            "(hwnas supernet train): no training")
-    g.add_argument("--sampler", help="how the supernet is trained: uniform (SPOS, default), "
-                                     "path_dropout (One-Shot), sandwich (BigNAS), attentive "
+    g.add_argument("--sampler", help="how the supernet is trained: sandwich (BigNAS, default), "
+                                     "uniform (SPOS), path_dropout (One-Shot), attentive "
                                      "(AttentiveNAS)")
     g.add_argument("--supernet-epochs", type=int, metavar="N",
-                   help="epochs of supernet training (default 30)")
+                   help="epochs of supernet training (default 20)")
     g.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune each chosen network's inherited weights for N epochs "
                         "(default 1; 0 ships them as inherited)")

@@ -29,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--dataset", default="digits", help="dataset (default digits)")
     train.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
     train.add_argument("--max-samples", type=int, metavar="N", help="use at most N images")
-    train.add_argument("--sampler", default="uniform",
-                       help="uniform (SPOS, default), path_dropout (One-Shot), sandwich (BigNAS), "
+    train.add_argument("--sampler", default="sandwich",
+                       help="sandwich (BigNAS, default), uniform (SPOS), path_dropout (One-Shot), "
                             "attentive (AttentiveNAS)")
-    train.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    train.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     train.add_argument("--batch-size", type=int, default=64, help="global batch (default 64)")
     train.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")

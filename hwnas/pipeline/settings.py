@@ -63,8 +63,9 @@ class PipelineSettings:
     drift_correction: bool = False      # train on reference-corrected values (measured: adds noise)
     supernet: str | None = None         # the supernet's implementation (its own default when None)
     supernet_ckpt: str | None = None    # oneshot: a trained one-shot supernet to reuse
-    sampler: str = "uniform"            # oneshot: how the supernet is trained (SAMPLERS)
-    supernet_epochs: int = 30           # oneshot: epochs of supernet training
+    sampler: str = "sandwich"           # oneshot: how the supernet is trained (SAMPLERS);
+                                        # sandwich ranked best (benchmarks/oneshot_ranking.py)
+    supernet_epochs: int = 20           # oneshot: epochs of supernet training
     finetune_epochs: int = 1            # oneshot: fine-tune of each chosen network's inherited weights
     seed: int = 0
     quick_timing: bool = False          # a few timed calls only (tests; numbers not worth keeping)

@@ -39,11 +39,11 @@ def test_the_supernet_is_trained_once_and_every_network_inherits_it(first_run):
     for row in front.itertuples():
         model = onnx.load(first_run / str(row.onnx))
         meta = {p.key: p.value for p in model.metadata_props}
-        assert "inherited from the supernet (uniform, 1 epochs)" in meta["hwnas.trained_on"]
+        assert "inherited from the supernet (sandwich, 1 epochs)" in meta["hwnas.trained_on"]
     results = [json.loads(p.read_text()) for p in first_run.glob("networks/*/result.json")]
     assert results and all(r["recipe"].startswith("inherited from supernet") for r in results)
     config = json.loads((first_run / "config.json").read_text())["pipeline"]
-    assert config["strategy"] == "oneshot" and config["sampler"] == "uniform"
+    assert config["strategy"] == "oneshot" and config["sampler"] == "sandwich"
 
 
 def test_a_second_device_reuses_the_checkpoint_and_trains_nothing(first_run, tmp_path, capsys,

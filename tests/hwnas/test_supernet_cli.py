@@ -31,7 +31,7 @@ def test_train_writes_a_checkpoint_that_names_what_it_holds(checkpoint):
     meta = read_meta(checkpoint)
     assert meta["space_key"] == "nb201(C=4,N=1,in_channels=3)" and meta["input_size"] == 8
     assert meta["dataset"] == "digits" and meta["epochs"] == 1
-    assert meta["sampler"]["name"] == "uniform"
+    assert meta["sampler"]["name"] == "sandwich"
 
 
 def test_eval_prints_inherited_accuracy_and_the_dataset(checkpoint, capsys):
@@ -39,7 +39,7 @@ def test_eval_prints_inherited_accuracy_and_the_dataset(checkpoint, capsys):
     out = json.loads(capsys.readouterr().out)
     row = out["rows"][0]
     assert row["arch"] == ARCH and row["dataset"] == "digits" and 0 <= row["accuracy"] <= 100
-    assert out["sampler"] == "uniform"
+    assert out["sampler"] == "sandwich"
 
 
 def test_export_writes_a_verified_file_with_inherited_weights(checkpoint, tmp_path, capsys):
