@@ -6,8 +6,9 @@ then ``hwnas search --space S --input-size 32 --device ort:cpu --db STORE`` for 
 for nb201. Printed per space: the measurements spent on the new device (training set +
 active profiling; target <= 20), the kept predictor's held-out share within +-10% (target
 >= 90%) and Spearman beside a plain MLP ensemble fitted on exactly the same
-measurements, and the wall time. The search itself runs light (``--queries 4 --epochs
-1``): this case measures the latency side; the accuracy side is another benchmark's.
+measurements, and the wall time. The search itself runs light (``--strategy nao
+--queries 4 --epochs 1``): this case measures the latency side; the accuracy side is
+``oneshot_pipeline.py``'s.
 
 **Two local devices** (``--case local``, the part below; ``--case both`` runs both):
 
@@ -57,7 +58,7 @@ def run(out: Path, device: str, db: Path, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
-LIGHT_SEARCH = ["--queries", "4", "--epochs", "1", "--retrain-epochs", "1", "--max-samples", "500",
+LIGHT_SEARCH = ["--strategy", "nao", "--queries", "4", "--epochs", "1", "--retrain-epochs", "1", "--max-samples", "500",
                 "--sweep", "2", "--max-rounds", "1"]
 HELP_TABLES = {"fbnet": "HELP_FBNET_LATENCY", "nb201": "HELP_NB201_LATENCY"}
 

@@ -24,10 +24,12 @@ import numpy as np
 from hwnas.pipeline.engines import Choice, Engine, _predict
 from hwnas.pipeline.state import PipelineState
 from spaces import Arch
+from spaces.errors import HwnasError as HwnasErrorBase
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "supernet.ckpt"
+ARCHIVE = "oneshot_archive.json"  # inherited accuracies, beside the checkpoint they came from
 BATCH_SIZE = 64
 
 
@@ -81,7 +83,51 @@ class OneShotEngine(Engine):
                    + (f" (resumed at step {result.start_step})"
                       if getattr(result, "start_step", 0) else ""))
         self.supernet = supernet.eval()
+        self._load_archive(Path(s.supernet_ckpt) if s.supernet_ckpt else st.path(CHECKPOINT))
         return self.supernet
+
+    # ---- accuracy once, latency per device --------------------------------------------------
+    def _archive_key(self, checkpoint: Path) -> dict[str, Any]:
+        """What an inherited accuracy depends on: the weights, the data and the calibration
+        seed -- not the device. A second device reusing the checkpoint reuses them too."""
+        import hashlib
+
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        return {"checkpoint_sha256": digest, "data": self.state.data.describe(),
+                "seed": int(self.state.settings.seed)}
+
+    def _load_archive(self, checkpoint: Path) -> None:
+        """Inherited accuracies already measured with these weights on this data: this run's
+        own (a resumed run) or the first run's, beside the checkpoint it shares."""
+        import json
+
+        self._key = self._archive_key(checkpoint)
+        space = self.state.space
+        for path in (self.state.path(ARCHIVE), checkpoint.parent / ARCHIVE):
+            try:
+                stored = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(stored, dict) or stored.get("key") != self._key:
+                continue
+            for text, acc in (stored.get("accuracy") or {}).items():
+                try:
+                    self.archive.accuracy.setdefault(space.from_string(text), float(acc))
+                except (ValueError, TypeError, HwnasErrorBase):
+                    continue
+            self.state.say(f"  {len(self.archive)} inherited accuracies of this supernet reused "
+                           f"from {path}")
+            return
+
+    def _save_archive(self) -> None:
+        import json
+
+        from spaces.core import atomic_write
+
+        space = self.state.space
+        record = {"key": self._key, "accuracy": {space.to_string(a): acc for a, acc
+                                                 in self.archive.accuracy.items()}}
+        atomic_write(self.state.path(ARCHIVE), json.dumps(record))
 
     # ---- stage two: search the supernet ----------------------------------------------------
     def _accuracy(self, archs: list[Arch]) -> np.ndarray:
@@ -94,7 +140,8 @@ class OneShotEngine(Engine):
         from hwnas.oneshot.search import nsga2
 
         s = self.state.settings
-        evaluations = s.queries if self._searches == 0 else max(20, s.queries // 4)
+        fresh = len(self.archive) == 0
+        evaluations = s.queries if self._searches == 0 and fresh else max(20, s.queries // 4)
         start: list[Arch] = []
         if len(self.archive):  # continue from the best the current predictor sees
             ranked = sorted(self.archive.accuracy, key=lambda a: -self.archive.accuracy[a])
@@ -103,6 +150,7 @@ class OneShotEngine(Engine):
         nsga2(self.state.space, self._accuracy, lambda archs: _predict(predictor, archs),
               evaluations, seed=s.seed + self._searches, archive=self.archive, start=start)
         self._searches += 1
+        self._save_archive()
         self.state.say(f"  one-shot search: {len(self.archive)} architectures evaluated on the "
                        f"supernet so far ({time.perf_counter() - began:.0f} s)")
 
