@@ -86,16 +86,14 @@ def finetune_for_export(space: Any, module: Any, data: Any, epochs: int, *, sour
 
     from hwnas.evaluators.train import TrainEvaluator
 
-    from hwnas.oneshot.evaluate import accuracy as val_accuracy
-    from hwnas.oneshot.evaluate import calibration_batches, recalibrate_bn
+    from hwnas.oneshot.evaluate import recalibrated_accuracy
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
         if epochs == 0:  # the inherited weights as they are: the one-shot evaluator's protocol
-            recalibrate_bn(module, calibration_batches(data.x_train, 8, 64, seed))
-            accuracy = val_accuracy(module, data.x_val, data.y_val)
+            accuracy = recalibrated_accuracy(module, data, seed=seed)
         else:
             trainer = TrainEvaluator(space, ["accuracy"], data, epochs=epochs, seed=seed, lr=lr,
                                      input_size=input_size, threads=threads)

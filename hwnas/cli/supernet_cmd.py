@@ -106,8 +106,8 @@ def _train(args: argparse.Namespace) -> int:
     _checks.input_size("--input-size", args.input_size)
     _checks.count("--max-samples", args.max_samples)
     SAMPLERS.get(args.sampler)  # an unknown sampler: one sentence naming the known ones
-    space = load_space(args.space or "fbnetv2", args.preset or ("tiny" if (args.space or "fbnetv2")
-                                                                 == "fbnetv2" else None),
+    name = args.space or "fbnetv2"
+    space = load_space(name, args.preset or ("tiny" if name == "fbnetv2" else None),
                        args.space_opt)
     size = int(args.input_size or space.default_input_size)
     data = datasets.load(args.dataset, size, space.in_channels, root=args.data_root,

@@ -174,8 +174,13 @@ class ComposedEvaluator(Evaluator):
                     row[m] = self.costs(arch)[m]
         return rows
 
+    #: the best accuracy any network could reach (100.0 for a measured %), None if unknown
+    accuracy_ceiling: float | None = None
+
     def best_possible(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {m: None for m in self.metrics}
+        if "accuracy" in self.metrics:
+            out["accuracy"] = self.accuracy_ceiling
         if "latency_ms" in self.metrics:
             out["latency_ms"] = self.latency.minimum()
         for m in COST_METRICS:

@@ -24,7 +24,7 @@ import numpy as np
 from hwnas.pipeline.engines import Choice, Engine, _predict
 from hwnas.pipeline.state import PipelineState
 from spaces import Arch
-from spaces.errors import HwnasError as HwnasErrorBase
+from spaces.errors import HwnasError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class OneShotEngine(Engine):
             for text, acc in (stored.get("accuracy") or {}).items():
                 try:
                     self.archive.accuracy.setdefault(space.from_string(text), float(acc))
-                except (ValueError, TypeError, HwnasErrorBase):
+                except (ValueError, TypeError, HwnasError):  # a string of another space
                     continue
             self.state.say(f"  {len(self.archive)} inherited accuracies of this supernet reused "
                            f"from {path}")
