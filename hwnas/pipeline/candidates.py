@@ -60,22 +60,49 @@ def build_module(state: PipelineState, candidate: Candidate) -> Any:
     return module.eval()
 
 
+def _stored(folder: Path, text: str, recipe: str, arch: Arch) -> Candidate | None:
+    """The network kept in ``folder`` if it is ``text`` made with ``recipe``, else None."""
+    result_path = folder / "result.json"
+    if not result_path.is_file():
+        return None
+    try:
+        stored = json.loads(result_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (isinstance(stored, dict) and stored.get("arch") == text
+            and stored.get("recipe", f"alone, {stored.get('epochs')} epochs") == recipe
+            and (folder / "weights.pt").is_file() and (folder / "model.onnx").is_file()):
+        return Candidate(arch, text, folder, float(stored["accuracy"]), int(stored["macs"]),
+                         int(stored["params"]))
+    return None
+
+
+def _copy_from(source: Path, folder: Path) -> None:
+    """A network of another run copied in, result last (a half-copied folder is not a hit)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("weights.pt", "model.onnx", "result.json"):
+        atomic_write(folder / name, (source / name).read_bytes())
+
+
 def prepare(state: PipelineState, arch: Arch) -> Candidate:
-    """Train ``arch`` alone and export it (or read what a previous run of this folder did)."""
+    """Train ``arch`` alone and export it (or read what a previous run of this folder did, or
+    copy what another run sharing this recipe's weights made: ``state.shared_runs``)."""
     import torch
 
     s = state.settings
     text = state.space.to_string(arch)
     folder = network_folder(state.run_path, text)
-    result_path = folder / "result.json"
-    recipe = state.recipe or f"alone, {s.retrain_epochs} epochs"
-    if result_path.is_file():
-        stored = json.loads(result_path.read_text(encoding="utf-8"))
-        if (stored.get("arch") == text and stored.get("recipe", f"alone, {stored.get('epochs')} "
-                                                               f"epochs") == recipe
-                and (folder / "weights.pt").is_file() and (folder / "model.onnx").is_file()):
-            return Candidate(arch, text, folder, float(stored["accuracy"]), int(stored["macs"]),
-                             int(stored["params"]))
+    recipe = state.recipe() if state.recipe is not None else f"alone, {s.retrain_epochs} epochs"
+    found = _stored(folder, text, recipe, arch)
+    if found is not None:
+        return found
+    for shared in state.shared_runs:
+        source = network_folder(shared, text)
+        if source != folder and _stored(source, text, recipe, arch) is not None:
+            _copy_from(source, folder)
+            copied = _stored(folder, text, recipe, arch)
+            if copied is not None:
+                return copied
     from hwnas.export import export_arch
     from hwnas.export_train import train_for_export
 
@@ -96,5 +123,5 @@ def prepare(state: PipelineState, arch: Arch) -> Candidate:
     result = {"arch": text, "accuracy": float(net.accuracy), "trained_on": net.trained_on,
               "epochs": s.retrain_epochs, "recipe": recipe, "num_classes": net.num_classes,
               "macs": int(report.macs), "params": int(report.params)}
-    atomic_write(result_path, json.dumps(result, indent=2))
+    atomic_write(folder / "result.json", json.dumps(result, indent=2))
     return Candidate(arch, text, folder, float(net.accuracy), int(report.macs), int(report.params))

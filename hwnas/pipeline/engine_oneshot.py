@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hwnas.pipeline.engines import Choice, Engine, _predict
+from hwnas.threads import available_cores, torch_threads
 from hwnas.pipeline.state import PipelineState
 from spaces import Arch
 from spaces.errors import HwnasError
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "supernet.ckpt"
 ARCHIVE = "oneshot_archive.json"  # inherited accuracies, beside the checkpoint they came from
 BATCH_SIZE = 64
+#: New architectures a search evaluates when an archive already covers the latency range
+#: (a later round after a refit, or a second device): a share of --queries. The archive
+#: holds accuracies, which no device changes; a refitted or new predictor re-ranks it for
+#: free, and these few evaluations refine the front it sees.
+REFINE_SHARE = 20
 
 
 class OneShotEngine(Engine):
@@ -44,11 +50,13 @@ class OneShotEngine(Engine):
         self.archive = Archive()
         self._searches = 0
         s = state.settings
+        self.epochs = s.supernet_epochs_for(len(state.data.y_train), BATCH_SIZE)
         source = (f"supernet {Path(s.supernet_ckpt).name}" if s.supernet_ckpt
-                  else f"supernet ({s.sampler}, {s.supernet_epochs} epochs)")
-        state.recipe = f"inherited from {source}, fine-tune {s.finetune_epochs}"
+                  else f"supernet ({s.sampler}, {self.epochs} epochs)")
+        state.recipe = self.recipe
         state.inherit = self.inherit
         self._source = source
+        self.threads = int(s.threads) if s.threads else available_cores()
 
     # ---- stage one: the supernet -----------------------------------------------------------
     def trained_supernet(self, predictor: Any = None) -> Any:
@@ -75,10 +83,12 @@ class OneShotEngine(Engine):
             options: dict[str, Any] = {}
             if s.sampler == "attentive" and predictor is not None:
                 options["cost"] = lambda arch: float(_predict(predictor, [arch])[0])
-            result = train_supernet(supernet, st.data, s.sampler, s.supernet_epochs,
-                                    batch_size=BATCH_SIZE, seed=s.seed, checkpoint=path,
-                                    resume=True, sampler_options=options)
-            st.say(f"  supernet trained once: {s.sampler} sampler, {s.supernet_epochs} epochs, "
+            with torch_threads(self.threads):
+                result = train_supernet(supernet, st.data, s.sampler, self.epochs,
+                                        batch_size=BATCH_SIZE, seed=s.seed, checkpoint=path,
+                                        resume=True, sampler_options=options)
+            st.say(f"  supernet trained once: {s.sampler} sampler, {self.epochs} epochs, "
+                   f"{self.threads} thread{'s' if self.threads != 1 else ''}, "
                    f"{time.perf_counter() - start:.0f} s -> {path.name}"
                    + (f" (resumed at step {result.start_step})"
                       if getattr(result, "start_step", 0) else ""))
@@ -102,6 +112,10 @@ class OneShotEngine(Engine):
         import json
 
         self._key = self._archive_key(checkpoint)
+        # a second device copies the first one's exported networks (same weights, same files)
+        # and only times them again
+        if checkpoint.parent.resolve() != self.state.run_path.resolve():
+            self.state.shared_runs = [checkpoint.parent]
         space = self.state.space
         for path in (self.state.path(ARCHIVE), checkpoint.parent / ARCHIVE):
             try:
@@ -134,14 +148,15 @@ class OneShotEngine(Engine):
         from hwnas.oneshot.evaluate import inherited_accuracy
 
         supernet, data, seed = self.trained_supernet(), self.state.data, self.state.settings.seed
-        return np.array([inherited_accuracy(supernet, a, data, seed=seed) for a in archs])
+        with torch_threads(self.threads):
+            return np.array([inherited_accuracy(supernet, a, data, seed=seed) for a in archs])
 
     def _search(self, predictor: Any) -> None:
         from hwnas.oneshot.search import nsga2
 
         s = self.state.settings
         fresh = len(self.archive) == 0
-        evaluations = s.queries if self._searches == 0 and fresh else max(20, s.queries // 4)
+        evaluations = s.queries if self._searches == 0 and fresh else max(10, s.queries // REFINE_SHARE)
         start: list[Arch] = []
         if len(self.archive):  # continue from the best the current predictor sees
             ranked = sorted(self.archive.accuracy, key=lambda a: -self.archive.accuracy[a])
@@ -180,6 +195,14 @@ class OneShotEngine(Engine):
         return out
 
     # ---- what ships ------------------------------------------------------------------------
+    def recipe(self) -> str:
+        """How shipped networks get their weights: exported networks depend on the
+        checkpoint's bytes, the fine-tune, the data and the seed -- not on the device."""
+        self.trained_supernet()
+        s = self.state.settings
+        return (f"inherited from supernet sha256:{self._key['checkpoint_sha256'][:16]}, "
+                f"fine-tune {s.finetune_epochs} on {self.state.data.name}, seed {s.seed}")
+
     def inherit(self, arch: Arch) -> Any:
         """``arch`` with the supernet's weights, fine-tuned as the settings say."""
         from hwnas.export_train import finetune_for_export
@@ -188,4 +211,4 @@ class OneShotEngine(Engine):
         module = self.trained_supernet().extract(arch).cpu().train()
         return finetune_for_export(st.space, module, st.data, s.finetune_epochs,
                                    source=f"inherited from the {self._source}",
-                                   input_size=st.input_size, seed=s.seed)
+                                   input_size=st.input_size, seed=s.seed, threads=self.threads)

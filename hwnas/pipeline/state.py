@@ -51,7 +51,12 @@ class PipelineState:
     # the one-shot engine's inherited weights: arch -> export_train.TrainedNet (else None:
     # every chosen network is trained alone)
     inherit: Callable[[Arch], Any] | None = None
-    recipe: str = ""                         # how chosen networks got their weights
+    # how chosen networks got their weights (None: trained alone), asked when needed: the
+    # one-shot engine's recipe names its checkpoint's hash, known once it is trained
+    recipe: Callable[[], str] | None = None
+    # run folders whose networks/ of the same recipe this run may copy
+    # (a second device reusing a checkpoint: the files are the same, only their timing differs)
+    shared_runs: list[Path] = field(default_factory=list)
     # stage 5
     front: pd.DataFrame | None = None
 

@@ -41,7 +41,8 @@ def test_the_supernet_is_trained_once_and_every_network_inherits_it(first_run):
         meta = {p.key: p.value for p in model.metadata_props}
         assert "inherited from the supernet (sandwich, 1 epochs)" in meta["hwnas.trained_on"]
     results = [json.loads(p.read_text()) for p in first_run.glob("networks/*/result.json")]
-    assert results and all(r["recipe"].startswith("inherited from supernet") for r in results)
+    assert results and all(r["recipe"].startswith("inherited from supernet sha256:")
+                           for r in results)
     config = json.loads((first_run / "config.json").read_text())["pipeline"]
     assert config["strategy"] == "oneshot" and config["sampler"] == "sandwich"
 
@@ -63,6 +64,14 @@ def test_a_second_device_reuses_the_checkpoint_and_trains_nothing(first_run, tmp
     assert f"inherited accuracies of this supernet reused from {first_run}" in printed
     assert not (out / "supernet.ckpt").exists()
     assert len(pd.read_csv(out / "pareto.csv")) == 3
+    # the networks both devices chose are the first one's files, copied, timed again here
+    first = {p.parent.name: p.parent for p in first_run.glob("networks/*/result.json")}
+    shared = [p.parent for p in out.glob("networks/*/result.json") if p.parent.name in first]
+    assert shared, "no network in common between the devices (the test needs one)"
+    for folder in shared:
+        assert (folder / "weights.pt").read_bytes() == (first[folder.name] / "weights.pt").read_bytes()
+        timing = json.loads((folder / "timing.json").read_text())
+        assert timing != json.loads((first[folder.name] / "timing.json").read_text())
 
 
 @pytest.mark.parametrize("extra, message", [

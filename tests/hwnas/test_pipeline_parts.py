@@ -45,10 +45,19 @@ def test_settings_defaults_merge_and_refuse_bad_values():
     assert PipelineSettings(space="nb201").engine == "oneshot"  # a one-shot supernet exists
     assert PipelineSettings(space="x.py:build").engine == "nao"
     assert PipelineSettings(space="nb201").sweep == 10 and PipelineSettings().sweep == 3
+    # the one-shot engine trains on the harder data, the others on digits, unless told
+    assert PipelineSettings(space="nb201").dataset == "cluttered-digits"
+    assert PipelineSettings().dataset == "digits"
+    assert PipelineSettings(space="nb201", dataset="digits").dataset == "digits"
+    # supernet training: the user's epochs, else those of SUPERNET_STEPS steps
+    assert PipelineSettings().supernet_epochs_for(5748, 64) == 5   # cluttered-digits
+    assert PipelineSettings().supernet_epochs_for(1437, 64) == 20  # digits
+    assert PipelineSettings(supernet_epochs=3).supernet_epochs_for(1437, 64) == 3
+    assert PipelineSettings().supernet_epochs_for(10, 64) >= 1
     merged = PipelineSettings.merged({"sweep": None, "seed": 3}, {"sweep": 5, "seed": 1})
     assert merged.sweep == 5 and merged.seed == 3  # typed wins, untyped comes from the run
     for bad in ({"sweep": 0}, {"initial": 2}, {"target": 1.5}, {"strategy": "evolution"},
-                {"active_measurements": -1}):
+                {"active_measurements": -1}, {"threads": 0}, {"supernet_epochs": 0}):
         with pytest.raises(BadSetting):
             PipelineSettings(**bad)
     with pytest.raises(BadSetting, match="unknown"):

@@ -108,7 +108,10 @@ def test_attentive_candidates_are_the_k_closest_to_the_target(supernet):
         calls.append(arch)
         return float(sum(arch.choices)) + 0.1 * arch.choices[0]
 
-    sampler = AttentiveSampler(supernet, k=3, cost=latency, score=lambda a: 0.0, pool=400)
+    # a table of the whole (27-architecture) space and a pool of k: the k closest
+    sampler = AttentiveSampler(supernet, k=3, cost=latency, score=lambda a: 0.0, pool=3,
+                               table=400)
+    assert sorted(sampler.table, key=lambda a: a.choices) == all_archs(space)
     low, high = sampler.cost_range()
     assert (low, high) == (latency(sampler.smallest), latency(sampler.largest))
     target = 3.05
@@ -116,6 +119,31 @@ def test_attentive_candidates_are_the_k_closest_to_the_target(supernet):
     distances = sorted(abs(latency(a) - target) for a in all_archs(space))
     assert sorted(abs(latency(a) - target) for a in chosen) == distances[:3]
     assert calls  # the given cost function, not MACs, ranked them
+
+
+def test_attentive_costs_each_table_entry_once_and_keeps_the_table(supernet):
+    counted: list[Arch] = []
+
+    def cost(arch: Arch) -> float:
+        counted.append(arch)
+        return float(sum(arch.choices))
+
+    sampler = AttentiveSampler(supernet, k=2, cost=cost, score=lambda a: 0.0, pool=6, table=12)
+    rng = np.random.default_rng(1)
+    for target in np.linspace(0.0, 6.0, 20):
+        near = sampler.candidates(float(target), rng)
+        assert len(set(near)) == 2 and set(near) <= set(sampler.table)
+        # drawn among the 6 table entries closest to the target
+        cutoff = sorted(abs(sum(a.choices) - target) for a in sampler.table)[5]
+        assert all(abs(a_cost - target) <= cutoff for a_cost in map(sum, (a.choices for a in near)))
+    assert len(sampler.table) == 12
+    assert len(counted) == len(set(counted)) == 12  # each table entry costed once, nothing else
+    resumed = AttentiveSampler(supernet, k=2, cost=lambda a: 1 / 0, score=lambda a: 0.0, pool=6,
+                               table=12)
+    resumed.load_state_dict(sampler.state_dict())  # no recounting after a resume
+    assert resumed.table == sampler.table
+    assert resumed.candidates(3.0, np.random.default_rng(7)) == \
+        sampler.candidates(3.0, np.random.default_rng(7))
 
 
 def test_attentive_default_score_is_the_minibatch_loss_and_leaves_bn_alone(supernet):
@@ -142,6 +170,8 @@ def test_attentive_refuses_bad_options(supernet):
         AttentiveSampler(supernet, mode="middle")
     with pytest.raises(InvalidOption):
         AttentiveSampler(supernet, k=0)
+    with pytest.raises(InvalidOption):
+        AttentiveSampler(supernet, k=3, pool=12, table=8)
 
 
 def test_path_dropout_rate_rises_linearly(supernet):
