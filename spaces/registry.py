@@ -23,6 +23,7 @@ SPACES: Registry[Callable[..., Space]] = Registry("space", {
     "fbnet": "spaces.fbnet:FBNetSpace",
     "fbnetv2": "spaces.fbnetv2:FBNetV2Space",
     "nao": "spaces.nao:NAOSpace",
+    "darts": "spaces.darts:DartsSpace",
 })
 
 

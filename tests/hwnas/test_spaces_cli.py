@@ -28,7 +28,7 @@ def test_refresh_recounts_into_the_user_cache(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(spaces_cmd, "count_range", counting)
     assert main(["spaces", "--range-samples", "2", "--refresh"]) == 0
-    assert sorted(calls) == sorted(["fbnet", "fbnetv2:tiny", "nao", "nb201"])
+    assert sorted(calls) == sorted(["darts", "fbnet", "fbnetv2:tiny", "nao", "nb201"])
     kept = json.loads((tmp_path / "cost_ranges.json").read_text())
     assert "nb201|input=32|n=2|seed=0" in kept
     calls.clear()
