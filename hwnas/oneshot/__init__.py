@@ -16,6 +16,7 @@ SUPERNETS: Registry[type[OneShotSupernet]] = Registry("supernet", {
     "fbnet": "hwnas.oneshot.fbnet:FBNetSupernet",
     "nao": "hwnas.oneshot.nao:NAOSupernet",
     "fbnetv2": "hwnas.oneshot.fbnetv2:FBNetV2OneShot",
+    "darts": "hwnas.oneshot.darts:DartsSupernet",
 })
 
 

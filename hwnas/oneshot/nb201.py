@@ -4,7 +4,11 @@ One-shot weight sharing (Bender et al. 2018, "Understanding and Simplifying One-
 Architecture Search"; SPOS, Guo et al. 2019): every cell edge holds one module per
 op, shared by every architecture that picks that op there; an architecture is a
 path through them. ``set_active`` runs one op per edge (SPOS); ``set_active_paths``
-runs several ops of an edge at once and sums them (Bender et al.'s path dropout).
+runs several ops of an edge at once and sums them (Bender et al.'s path dropout);
+``set_mixture(w)`` weights every op of every edge by a ``[6, 5]`` tensor (DARTS' mixed op,
+Liu et al. 2019; GDAS's one-hot, Dong & Yang 2019), the relaxation protocol that
+:mod:`hwnas.oneshot.differentiable` searches with (``mixture_shapes``, ``mixture_ops``,
+``mixture_of``, ``derive``, ``decision_probs``).
 
 Kept from the standalone network (``spaces.nb201_ops``), layer for layer: the stem,
 the reduction blocks, the head and the classifier are the standalone's (shared by
@@ -26,6 +30,7 @@ from torch import nn
 
 from hwnas.oneshot.base import NoSupernet, OneShotSupernet, check_keep
 from spaces import Arch
+from spaces.core.errors import InvalidOption
 from spaces.nb201 import EDGES, OP_NAMES, NB201Space
 from spaces.nb201_ops import NB201Cell, make_op
 
@@ -48,7 +53,10 @@ class SuperCell(nn.Module):
     def op(self, edge: int, choice: int) -> nn.Module | None:
         return None if choice == NONE else self.edges[edge][OP_NAMES[choice]]
 
-    def forward(self, x: torch.Tensor, keep: Keep) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: Keep,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Node ``t`` sums ``op(node_src)`` over its edges and the ops in ``keep[edge]``;
+        with ``weights`` (a ``[6, 5]`` mixture) each term is scaled by ``weights[edge, op]``."""
         nodes = [x]
         for target in range(1, 4):
             total: torch.Tensor | None = None
@@ -59,6 +67,8 @@ class SuperCell(nn.Module):
                     op = self.op(edge, choice)
                     if op is not None:
                         y = op(nodes[src])
+                        if weights is not None:
+                            y = weights[edge, choice] * y
                         total = y if total is None else total + y
             nodes.append(torch.zeros_like(x) if total is None else total)
         return nodes[-1]
@@ -98,25 +108,90 @@ class NB201Supernet(OneShotSupernet):
                 layers.append(layer)
         self.layers = nn.ModuleList(layers)
         self._keep: tuple[tuple[int, ...], ...] | None = None
+        self._mixture: torch.Tensor | None = None  # set_mixture's weights, while in that mode
         log.debug("nb201 supernet %s: %d parameters", space.key,
                   sum(p.numel() for p in self.parameters()))
 
     def _on_active(self, arch: Arch) -> None:
         self._keep = tuple((c,) for c in arch.choices)
+        self._mixture = None
 
     def set_active_paths(self, keep: Keep) -> None:
         """Run every op in ``keep[e]`` on edge ``e``, summed; an empty list drops the edge
         (as ``none``). All single ops make that architecture active."""
         self._keep = check_keep(self.space, keep, allow_empty=True)
+        self._mixture = None
         single = all(len(k) == 1 for k in self._keep)
         self._active = self.space.arch([k[0] for k in self._keep]) if single else None
 
+    # -- continuous relaxation (hwnas.oneshot.differentiable) ---------------------------------
+    def mixture_shapes(self) -> tuple[tuple[int, int], ...]:
+        """One ``[edges, ops]`` mixture tensor: every cell shares it (as in DARTS)."""
+        return ((len(EDGES), len(OP_NAMES)),)
+
+    def mixture_ops(self) -> tuple[str, ...]:
+        """The mixture's columns: the space's ops, ``none`` included."""
+        return OP_NAMES
+
+    def set_mixture(self, weights: torch.Tensor) -> None:
+        """Run the mixed op from now on: every edge outputs ``sum_o w[e, o] * op_o(x)`` (``w``
+        a float ``[6, 5]`` tensor, columns :data:`OP_NAMES`), ``none`` adding nothing.
+
+        ``w`` is used as given, so the loss's gradient reaches it; call again every step.
+        Entries exactly ``0.0`` skip their op (a GDAS one-hot runs one op per edge), and a node
+        whose every term is skipped is zeros. Reads which entries are zero once (one device
+        sync). ``set_active`` / ``set_active_paths`` leave this mode; while in it no single
+        architecture is active."""
+        shape = self.mixture_shapes()[0]
+        if not (isinstance(weights, torch.Tensor) and weights.is_floating_point()
+                and tuple(weights.shape) == shape):
+            got = (type(weights).__name__ if not isinstance(weights, torch.Tensor)
+                   else f"{weights.dtype} tensor of shape {list(weights.shape)}")
+            raise InvalidOption(f"the nb201 mixture must be a float tensor of shape {list(shape)} "
+                                f"(edges x ops), got a {got}")
+        live = (weights != 0).tolist()
+        self._keep = tuple(tuple(o for o in range(len(OP_NAMES)) if row[o]) for row in live)
+        self._mixture = weights
+        self._active = None
+
+    def mixture_of(self, arch: Arch) -> tuple[torch.Tensor]:
+        """The one-hot ``[6, 5]`` mixture of ``arch`` (on the supernet's device and dtype):
+        ``set_mixture(*mixture_of(arch))`` runs exactly ``set_active(arch)``."""
+        arch = self.space.validate(arch)
+        param = next(self.parameters())
+        w = torch.zeros(self.mixture_shapes()[0], dtype=param.dtype)
+        w[torch.arange(len(EDGES)), torch.tensor(arch.choices)] = 1.0
+        return (w.to(param.device),)
+
+    def derive(self, alphas: Sequence[torch.Tensor]) -> Arch:
+        """The architecture of the mixture logits ``alphas`` (one ``[6, 5]`` tensor): the
+        argmax of every edge over all five ops. ``none`` stays possible, as in NAS-Bench-201's
+        own DARTS derivation, since here it is an op of the space."""
+        (w,) = self._check_alphas(alphas)
+        return self.space.arch([int(i) for i in torch.softmax(w.detach(), dim=-1).argmax(dim=-1)])
+
+    def decision_probs(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-decision option probabilities, flat in the space's decision order (what
+        ``predictor.predict_soft`` reads): the mixture's rows themselves, one decision per
+        edge (``weights`` is e.g. ``softmax(alphas)``; differentiable)."""
+        (w,) = self._check_alphas(weights)
+        return w.reshape(-1)
+
+    def _check_alphas(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor]:
+        shapes = self.mixture_shapes()
+        if (isinstance(tensors, torch.Tensor) or len(tensors) != len(shapes)
+                or any(tuple(t.shape) != s for t, s in zip(tensors, shapes))):
+            raise InvalidOption(f"the nb201 supernet takes one [{len(EDGES)}, {len(OP_NAMES)}] "
+                                f"tensor (edges x ops) in a sequence")
+        return (tensors[0],)
+
+    # -- running and extracting ---------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._keep is None:
             _ = self.active  # raises InvalidOption: nothing is active yet
         x = self.stem(x)
         for layer in self.layers:
-            x = layer(x, self._keep) if isinstance(layer, SuperCell) else layer(x)
+            x = layer(x, self._keep, self._mixture) if isinstance(layer, SuperCell) else layer(x)
         x = self.head(x)
         return self.classifier(torch.flatten(self.pool(x), 1))
 

@@ -17,6 +17,7 @@ from hwnas.oneshot import SUPERNETS, NoSupernet, OneShotSupernet, make_supernet
 from spaces import Arch, InvalidArchitecture, InvalidOption
 from spaces.base import Space, IndexStrings
 from spaces.arch import Decision
+from spaces.darts import DartsSpace
 from spaces.fbnet import FBNetSpace
 from spaces.fbnetv2 import FBNetV2Space
 from spaces.nao import NAOSpace
@@ -30,6 +31,7 @@ CASES = {
     "fbnet": (lambda: FBNetSpace("cifar"), 10, 16),  # total stride 8: 2x2 before the pool
     "nao": (lambda: NAOSpace(C=4, N=1), 10, 8),
     "fbnetv2": (lambda: FBNetV2Space("tiny"), 10, 16),
+    "darts": (lambda: DartsSpace(C=4, layers=3), 10, 8),
 }
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -70,7 +72,7 @@ def case(request):
 
 
 def test_registry_names_every_family():
-    assert SUPERNETS.names() == ["fbnet", "fbnetv2", "nao", "nb201"]
+    assert SUPERNETS.names() == ["darts", "fbnet", "fbnetv2", "nao", "nb201"]
 
 
 def test_extract_equals_supernet_for_every_option(case):
@@ -168,7 +170,7 @@ def test_a_supernet_refuses_another_family():
         SUPERNETS.get("nb201")(NAOSpace(C=2), 10, 8)
 
 
-@pytest.mark.parametrize("name", ["nao", "fbnetv2"])
+@pytest.mark.parametrize("name", ["nao", "fbnetv2", "darts"])
 def test_single_path_supernets_refuse_paths(name):
     make_space, num_classes, size = CASES[name]
     space = make_space()
