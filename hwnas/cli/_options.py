@@ -76,7 +76,8 @@ def search_options(parser: Any) -> None:
                    help="a metric limit, e.g. latency_ms<=5, macs<=300M, accuracy>=90; repeatable")
     g = parser.add_argument_group("strategy")
     g.add_argument("--strategy", help="pipeline (search): supernet (fbnetv2's default), oneshot "
-                                      "(default where a one-shot supernet exists) or nao; single "
+                                      "(default where a one-shot supernet exists), nao, or darts / "
+                                      "gdas (differentiable cell search on nb201, darts); single "
                                       "searches (explore): random, evolution, dpp, nao, supernet, "
                                       "or an Optuna sampler: optuna:tpe, optuna:nsga2, optuna:gp")
     g.add_argument("--queries", type=int, metavar="N", help="architectures to evaluate (default 40 "

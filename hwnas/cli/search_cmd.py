@@ -35,6 +35,7 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "input_size": "input_
                      "references": "references", "supernet_ckpt": "supernet_ckpt",
                      "sampler": "sampler", "supernet_epochs": "supernet_epochs",
                      "finetune_epochs": "finetune_epochs", "threads": "threads",
+                     "second_order": "second_order",
                      "seed": "seed"}
 #: Options of a single search (``hwnas explore``) and the flag that sets each.
 SINGLE_SEARCH_ONLY = {"no_pipeline": "--no-pipeline", "evaluator": "--evaluator", "device_table": "--device-table",
@@ -81,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for supernet training, inherited evaluation and fine-tuning "
                         "(default: every core; latency is always timed with one)")
+    g = parser.add_argument_group("differentiable cell search (--strategy darts|gdas on nb201 "
+                                  "or darts; see docs/cell_search.md)")
+    g.add_argument("--second-order", action="store_true", default=None,
+                   help="darts: DARTS' unrolled (second-order) architecture gradient")
     g = parser.add_argument_group("pipeline rounds")
     g.add_argument("--max-rounds", type=int, metavar="N",
                    help="search -> train -> time the file -> refit rounds per latency budget "

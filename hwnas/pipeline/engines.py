@@ -203,4 +203,10 @@ def make_engine(state: PipelineState) -> Engine:
         from hwnas.pipeline.engine_oneshot import OneShotEngine
 
         return OneShotEngine(state)
+    from hwnas.pipeline.settings import CELL_ENGINES
+
+    if engine in CELL_ENGINES:
+        from hwnas.pipeline.engine_cell import CellSearchEngine
+
+        return CellSearchEngine(state)
     return SupernetEngine(state) if engine == "supernet" else NaoEngine(state)
