@@ -54,6 +54,8 @@ def single_search_options(parser: Any) -> None:
     alias(g, "--batch", "batch", type=int)
     g.add_argument("--reward", help="one objective with budgets: monas (default), "
                                     "monas-weighted, mnasnet-soft, mnasnet-hard")
+    g.add_argument("--second-order", action="store_true", default=None,
+                   help="darts: DARTS' unrolled (second-order) architecture gradient")
     g.add_argument("--export-onnx", action="store_true", dest="export",
                    help="also write best/model.onnx (random weights, for latency work)")
     alias(g, "--export", "export", action="store_true")

@@ -25,7 +25,7 @@ ORDER = 41
 SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
             "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
             "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep", "supernet",
-            "space_opt", "supernet_ckpt")
+            "space_opt", "supernet_ckpt", "second_order")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,10 +126,12 @@ def _strategy(s: dict[str, Any], budgets: list[float] | None = None):
     accepted = inspect.signature(cls.__init__).parameters
     wanted = {"seed": s["seed"], "batch_size": s["batch"], "population": s["population"],
               "sample_size": s["sample_size"], "reward": s["reward"], "sweep": s.get("sweep"),
-              "budgets": budgets, "supernet": s.get("supernet")}
+              "budgets": budgets, "supernet": s.get("supernet"),
+              "second_order": s.get("second_order") or None}
     options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
     ignored = [k for k, v in wanted.items() if v is not None and k not in accepted]
-    if any(k in ("population", "sample_size", "reward", "sweep", "supernet") for k in ignored):
+    if any(k in ("population", "sample_size", "reward", "sweep", "supernet", "second_order")
+           for k in ignored):
         raise HwnasError(f"strategy {s['strategy']!r} takes no "
                          f"{', '.join('--' + k.replace('_', '-') for k in ignored)} option")
     return cls(**options)
@@ -267,6 +269,9 @@ def run(args: argparse.Namespace) -> int:
     objective_budgets, strategy_budgets = split_strategy_budgets(s)
     objectives = parse_objectives(s["objective"], objective_budgets)
     strategy = _strategy(s, strategy_budgets)
+    check_space = getattr(strategy, "check_space", None)
+    if callable(check_space):  # a strategy for some spaces only says so before anything is built
+        check_space(space)
     evaluator = _evaluator(s, space, metric_names(objectives))
     executor = None
     try:

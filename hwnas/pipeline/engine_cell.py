@@ -16,132 +16,59 @@ parameters learn on a held-apart half of the training split (every other image),
 weights on the other half; the validation split the pipeline reports stays unseen by
 the search.
 
-CPU sizing (the pipeline's, not the papers'): ``--search-epochs`` epochs per warm-up and
-per budget (the papers: 50 / 240), an architecture learning rate of 0.01 (DARTS: 3e-4,
-which does not move the parameters past their initial noise in a few hundred steps)
-and latency weight 2, the FBNetV2 engine's.
+``--search-epochs`` epochs per warm-up and per budget; the CPU sizing is
+:mod:`hwnas.strategies.cell_search`'s.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from hwnas.pipeline.engines import Choice, Engine, _predict
-from hwnas.pipeline.settings import CELL_ENGINES, RELAXABLE_SPACES
+from hwnas.pipeline.engines import Choice, Engine
 from hwnas.pipeline.state import PipelineState
 
 log = logging.getLogger(__name__)
 
-ALPHA_LR = 0.01
-LATENCY_WEIGHT = 2.0
-BATCH_SIZE = 64
-
-
-def search_split(data: Any) -> Any:
-    """``data`` with the training images halved: even ones train the weights, odd ones
-    (as the search's "validation") train the architecture parameters."""
-    return replace(data, x_train=data.x_train[0::2], y_train=data.y_train[0::2],
-                   x_val=data.x_train[1::2], y_val=data.y_train[1::2])
-
-
-def decision_lists(space: Any, flat: np.ndarray) -> list[list[float]]:
-    """A flat per-decision probability vector split into one list per decision."""
-    out, at = [], 0
-    for decision in space.decisions:
-        out.append([float(p) for p in flat[at:at + len(decision)]])
-        at += len(decision)
-    return out
-
 
 class CellSearchEngine(Engine):
     """DARTS (``--strategy darts``, ``--second-order`` for the unrolled gradient) or GDAS
-    (``--strategy gdas``) per latency target (see the module docstring)."""
+    (``--strategy gdas``) per latency target, by
+    :class:`hwnas.strategies.cell_search.BudgetedCellSearch`."""
 
     def __init__(self, state: PipelineState) -> None:
+        from hwnas.strategies.cell_search import BudgetedCellSearch
+
         super().__init__(state)
-        self.name = state.settings.engine
-        self._warm: Any = None           # (supernet, alphas) after the warm-up search
-        self._data = search_split(state.data)
-
-    def _config(self, seed: int) -> Any:
-        from hwnas.oneshot.differentiable import DifferentiableConfig
-
-        s = self.state.settings
-        batch = max(2, min(BATCH_SIZE, len(self._data.y_train)))
-        return DifferentiableConfig(method=self.name, epochs=int(s.search_epochs),
-                                    batch_size=batch, alpha_lr=ALPHA_LR,
-                                    second_order=bool(s.second_order), seed=int(seed))
-
-    def _warmed(self) -> tuple[Any, list[Any]]:
-        """The supernet and architecture parameters after one search without latency."""
-        if self._warm is None:
-            import torch
-
-            from hwnas.oneshot import make_supernet
-            from hwnas.oneshot.differentiable import DifferentiableSearch
-
-            st, s = self.state, self.state.settings
-            torch.manual_seed(s.seed)
-            supernet = make_supernet(st.space, st.data.num_classes, st.input_size)
-            began = time.perf_counter()
-            search = DifferentiableSearch(supernet, self._data, self._config(s.seed))
-            search.run()
-            self._warm = (supernet, [a.detach().clone() for a in search.alphas])
-            st.say(f"  {self.name} warm-up: {s.search_epochs} epoch(s) of weights and "
-                   f"architecture parameters, {time.perf_counter() - began:.0f} s")
-        return self._warm
-
-    def _search(self, target: float, predictor: Any) -> Any:
-        import torch
-
-        from hwnas.oneshot.differentiable import DifferentiableSearch, LatencyTerm
-
-        supernet, alphas = self._warmed()
-        supernet = copy.deepcopy(supernet)
-        term = LatencyTerm(predictor, float(target), form="hinge", weight=LATENCY_WEIGHT)
-        search = DifferentiableSearch(supernet, self._data,
-                                      self._config(self.state.settings.seed + 1), latency=term)
-        with torch.no_grad():
-            for mine, warm in zip(search.alphas, alphas):
-                mine.copy_(warm)
-        return search.run(), supernet
+        s = state.settings
+        self.name = s.engine
+        self.runner = BudgetedCellSearch(state.space, state.data, state.input_size, s.engine,
+                                         epochs=int(s.search_epochs),
+                                         second_order=bool(s.second_order), seed=int(s.seed))
+        self._said_warm = False
 
     def choose(self, targets: Sequence[float], predictor: Any,
                avoid: Sequence[set[str]] | None = None,
                on_target: Callable[[Choice], None] | None = None) -> list[Choice]:
-        import torch
-
-        from hwnas.strategies.supernet.search import fit_to_budget
-
+        self.runner.warmed()
+        if not self._said_warm:
+            self._said_warm = True
+            self.state.say(f"  {self.name} warm-up: {self.state.settings.search_epochs} "
+                           f"epoch(s) of weights and architecture parameters, "
+                           f"{self.runner.warmup_seconds:.0f} s")
         space = self.state.space
         out = []
         for i, target in enumerate(targets):
-            result, supernet = self._search(float(target), predictor)
-            with torch.no_grad():
-                probs = [torch.softmax(a, dim=-1) for a in result.alphas]
-                flat = supernet.decision_probs(probs).detach().cpu().numpy().reshape(-1)
-            lists = decision_lists(space, flat)
-            arch, how = result.arch, self.name
-            ms = float(_predict(predictor, [arch])[0])
-            tried = avoid[i] if avoid else set()
-            if ms > target or space.to_string(arch) in tried:
-                arch, _ = fit_to_budget(space, arch, lists, predictor,
-                                        min(float(target), 0.97 * ms), max_moves=200)
-                how = f"{self.name} + repair (derived cell predicted over the budget or tried)"
-            arch = self._within_macs(arch, lists)
-            out.append(Choice(float(target), arch, float(_predict(predictor, [arch])[0]),
-                              float(result.expected_ms or float("nan")), lists, result.seconds,
-                              {"how": how, "derived": space.to_string(result.arch)}))
+            o = self.runner.search(float(target), predictor, avoid[i] if avoid else set())
+            arch = self._within_macs(o.arch, o.probs)
+            repaired = arch != o.argmax
+            ms = o.predicted_ms if arch == o.arch else float(predictor.predict([arch])[0])
+            out.append(Choice(float(target), arch, float(ms), o.expected_ms, o.probs, o.seconds,
+                              {"how": f"{self.name} + repair" if repaired else self.name,
+                               "derived": space.to_string(o.argmax)}))
             if on_target is not None:
                 on_target(out[-1])
         return out
 
 
-__all__ = ["CELL_ENGINES", "RELAXABLE_SPACES", "CellSearchEngine", "decision_lists",
-           "search_split"]
+__all__ = ["CellSearchEngine"]

@@ -20,6 +20,8 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
     "dpp": "hwnas.strategies.dpp:DPPSearch",
     "nao": "hwnas.strategies.nao:NAOStrategy",
     "supernet": "hwnas.strategies.supernet:SupernetStrategy",
+    "darts": "hwnas.strategies.cell_search:DartsStrategy",
+    "gdas": "hwnas.strategies.cell_search:GdasStrategy",
 })
 
 
