@@ -12,6 +12,9 @@ Two families of method train and search this space, and both stand on the same e
   of the relaxation protocol :mod:`hwnas.oneshot.differentiable` searches with:
   ``mixture_shapes``, ``mixture_ops``, ``mixture_of``, ``derive`` (DARTS' genotype rule)
   and ``decision_probs`` (the relaxed architecture as a latency predictor's soft input).
+* **Both at once, per cell position** -- ``set_mixture(normal, reduce, positions=...,
+  arch=...)`` runs the mixture in the cells at ``positions`` only and ``arch``'s single path
+  in the others: EnTranNAS' engine and transit cells (:mod:`hwnas.oneshot.entrannas`).
 
 Why one module for both: the weight-sharing unit of DARTS' search cell is the (cell, node,
 predecessor state, op) edge -- 14 edges per cell, one module per op on each -- and a
@@ -38,13 +41,16 @@ Simplified, against DARTS' search code:
   runs one op per edge and stays exact, since the logits' gradient flows through the
   selected op's weight;
 * no auxiliary head, drop path or per-position alphas: one weight tensor per cell type,
-  shared by every cell of that type, as in DARTS.
+  shared by every cell of that type (that runs the mixture), as in DARTS.
+
+Within one cell, an op module that serves several edges from the same state (EnTranNAS'
+feature sharing ties them) runs once per forward and its output is reused.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 import torch
 from torch import nn
@@ -98,10 +104,17 @@ class SuperCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: Plan) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
+        # A module shared by several edges from one state (EnTranNAS' feature sharing,
+        # hwnas.oneshot.entrannas.share_features) runs once per state; unshared, every
+        # (module, state) pair is met once anyway.
+        features: dict[tuple[int, int], torch.Tensor] = {}
         for terms in plan:
             total: torch.Tensor | None = None
             for edge, op, coef in terms:
-                y = self.op(edge, op)(states[EDGES[edge][1]])
+                module, source = self.op(edge, op), EDGES[edge][1]
+                y = features.get((id(module), source))
+                if y is None:
+                    y = features[(id(module), source)] = module(states[source])
                 if not (isinstance(coef, float) and coef == 1.0):
                     y = coef * y
                 total = y if total is None else total + y
@@ -135,15 +148,21 @@ class DartsSupernet(OneShotSupernet):
         skeleton = space.build(space.arch([0] * len(space.decisions)), num_classes, input_size)
         self.stem, self.pool, self.classifier = skeleton.stem, skeleton.pool, skeleton.classifier
         self.cells = nn.ModuleList(SuperCell(cell, cell.pre1[1].out_channels) for cell in skeleton.cells)
-        self._plans: dict[bool, Plan] = {}  # per cell type (reduction or not)
+        self._cell_plans: list[Plan] = []  # per cell position, what its nodes sum
+        self._mixture_positions: frozenset[int] = frozenset()
         log.debug("darts supernet %s: %d parameters", space.key,
                   sum(p.numel() for p in self.parameters()))
 
     # -- single path --------------------------------------------------------------------------
     def _on_active(self, arch: Arch) -> None:
         """Single-path mode: each node runs its two chosen edge ops (one, doubled, if equal)."""
-        self._plans = {reduction: self._single_plan(cell)
-                       for reduction, cell in zip((False, True), self._cells_of(arch))}
+        plans = self._single_plans(arch)
+        self._cell_plans = [plans[cell.reduction] for cell in self.cells]
+        self._mixture_positions = frozenset()
+
+    def _single_plans(self, arch: Arch) -> dict[bool, Plan]:
+        return {reduction: self._single_plan(cell)
+                for reduction, cell in zip((False, True), self._cells_of(arch))}
 
     def _cells_of(self, arch: Arch) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         genotype = self.space.genotype(arch)
@@ -160,7 +179,8 @@ class DartsSupernet(OneShotSupernet):
         return plan
 
     # -- continuous relaxation ----------------------------------------------------------------
-    def set_mixture(self, normal: torch.Tensor, reduce: torch.Tensor) -> None:
+    def set_mixture(self, normal: torch.Tensor, reduce: torch.Tensor, *,
+                    positions: Iterable[int] | None = None, arch: Arch | None = None) -> None:
         """Run DARTS' mixed op from now on: in every cell of a type, node j is the sum over
         its edges e and ops o of ``w[e, o] * op_o(state)``, ``w`` being that type's tensor of
         shape ``[NUM_EDGES, len(PRIMITIVES)]`` (rows by :func:`edge_index`, columns in
@@ -170,7 +190,20 @@ class DartsSupernet(OneShotSupernet):
         the loss's gradient reaches them; call this again each step with fresh weights.
         Entries exactly ``0.0`` skip their op (a hard one-hot runs one op per edge). Reads
         which entries are zero once here (one device sync). ``set_active`` leaves this mode;
-        while in it no single architecture is active."""
+        while in it no single architecture is active.
+
+        Per-position modes (EnTranNAS' engine and transit cells,
+        :mod:`hwnas.oneshot.entrannas`): ``positions``, cell indices into ``self.cells``,
+        are the cells that run the mixture (default: every cell, as above); every other
+        cell runs the single path of ``arch`` (required then), exactly as ``set_active``
+        would run it there. :attr:`mixture_positions` tells which cells run the mixture."""
+        chosen = self._check_positions(positions)
+        transit = [k for k in range(len(self.cells)) if k not in chosen]
+        if arch is not None:
+            arch = self.space.validate(arch)
+        elif transit:
+            raise InvalidOption(f"cells {transit} run outside the mixture, so set_mixture needs "
+                                f"the architecture they run (arch=...)")
         plans = {}
         for reduction, (cell, w) in enumerate(zip(CELLS, (normal, reduce))):
             if not (isinstance(w, torch.Tensor) and w.is_floating_point()
@@ -185,8 +218,31 @@ class DartsSupernet(OneShotSupernet):
                 [(e, o, w[e, o]) for e in range(NUM_EDGES) if EDGES[e][0] == node
                  for o in range(NONE + 1, len(PRIMITIVES)) if live[e][o - NONE - 1]]
                 for node in range(NUM_NODES)]
-        self._plans = plans
+        single = self._single_plans(arch) if transit else {}
+        self._cell_plans = [plans[cell.reduction] if k in chosen else single[cell.reduction]
+                            for k, cell in enumerate(self.cells)]
+        self._mixture_positions = chosen
         self._active = None
+
+    @property
+    def mixture_positions(self) -> frozenset[int]:
+        """The cell positions that run the mixture (empty in single-path mode)."""
+        return self._mixture_positions
+
+    def _check_positions(self, positions: Iterable[int] | None) -> frozenset[int]:
+        n = len(self.cells)
+        if positions is None:
+            return frozenset(range(n))
+        items = tuple(positions) if isinstance(positions, Iterable) and not isinstance(
+            positions, (str, bytes)) else None
+        if items is None or not all(isinstance(k, int) and not isinstance(k, bool) for k in items):
+            raise InvalidOption(f"mixture positions must be cell indices (whole numbers in "
+                                f"0..{n - 1}), got {positions!r}")
+        chosen = frozenset(items)
+        bad = sorted(k for k in chosen if not 0 <= k < n)
+        if bad:
+            raise InvalidOption(f"the darts supernet has cells 0..{n - 1}; no cell {bad[0]}")
+        return chosen
 
     def mixture_of(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
         """(normal, reduce) ``[NUM_EDGES, 8]`` one-hot weights that make the mixture equal
@@ -269,11 +325,11 @@ class DartsSupernet(OneShotSupernet):
 
     # -- running and extracting ---------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._plans:
+        if not self._cell_plans:
             _ = self.active  # raises InvalidOption: nothing is active yet
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, self._plans[cell.reduction])
+        for cell, plan in zip(self.cells, self._cell_plans):
+            s0, s1 = s1, cell(s0, s1, plan)
         return self.classifier(torch.flatten(self.pool(s1), 1))
 
     @torch.no_grad()

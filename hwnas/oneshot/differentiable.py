@@ -32,6 +32,11 @@ Papers:
   softmax(alpha))), budget_ms, form)`` (:func:`latency.loss.latency_loss`), the predicted
   latency of the relaxed architecture. GDAS's term uses ``softmax(alpha)`` too, not the
   sample: it bounds the distribution's expected latency.
+* **TopoNAS** -- with ``topology=TopologyConfig(...)`` (DARTS space only) explicit topology
+  logits, a distribution over each node's input subsets, weight the edges next to the op
+  alphas (:mod:`hwnas.oneshot.toponas`): they are optimised by the alphas' Adam, the
+  passive-aggressive regulariser joins the alpha loss, the latency term reads the
+  topology-aware mixture, and the derivation picks the most probable topology per node.
 
 The relaxation protocol a supernet offers (:class:`Relaxable`; the NAS-Bench-201 and DARTS
 supernets do): ``mixture_shapes()``, ``mixture_ops()``, ``set_mixture(*weights)``,
@@ -75,7 +80,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -89,6 +94,9 @@ from latency.loss import FORMS as LATENCY_FORMS
 from latency.loss import latency_loss
 from spaces import Arch, Space
 from spaces.core.errors import Incompatible, InvalidOption
+
+if TYPE_CHECKING:
+    from hwnas.oneshot.toponas import TopologyConfig
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +182,19 @@ class LatencyTerm:
         if self.budget_ms is not None:
             _positive("the latency budget (ms)", self.budget_ms)
 
-    def expected_ms(self, supernet: Relaxable, alphas: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The predictor's differentiable latency of ``softmax(alphas)`` (a 0-d tensor)."""
-        probs = [torch.softmax(a, dim=-1) for a in alphas]
+    def expected_ms(self, supernet: Relaxable, alphas: Sequence[torch.Tensor], *,
+                    probs: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The predictor's differentiable latency of ``softmax(alphas)`` (a 0-d tensor), or
+        of the mixture ``probs`` when given (TopoNAS' topology-aware one)."""
+        if probs is None:
+            probs = [torch.softmax(a, dim=-1) for a in alphas]
         return self.predictor.predict_soft(supernet.decision_probs(probs)).reshape(())
 
-    def loss(self, supernet: Relaxable, alphas: Sequence[torch.Tensor]
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(expected latency ms, weighted latency loss), both differentiable in ``alphas``."""
-        expected = self.expected_ms(supernet, alphas)
+    def loss(self, supernet: Relaxable, alphas: Sequence[torch.Tensor], *,
+             probs: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(expected latency ms, weighted latency loss), both differentiable in ``alphas``
+        (or in ``probs``, when given)."""
+        expected = self.expected_ms(supernet, alphas, probs=probs)
         params = dict(self.params)
         if self.form == "fbnet" and "unit_ms" not in params and self.budget_ms is not None:
             params["unit_ms"] = float(self.budget_ms)
@@ -259,6 +271,7 @@ class EpochRecord:
 
     epoch: int                            # 1-based
     probs: tuple[np.ndarray, ...]         # softmax of every alpha tensor, [edges, ops] each
+                                          # (TopoNAS: the topology-aware mixture)
     arch: Arch                            # supernet.derive(alphas)
     predicted_ms: float | None            # predictor.predict([arch]) (with a latency term)
     expected_ms: float | None             # predict_soft of the relaxed architecture
@@ -266,6 +279,8 @@ class EpochRecord:
     val_loss: float                       # mean alpha-step (validation) loss of the epoch
     tau: float | None                     # GDAS's temperature at the epoch's last step
     seconds: float                        # since the search began
+    topology: tuple[tuple[np.ndarray, ...], ...] | None = None  # TopoNAS: per cell type,
+                                          # per node, the distribution over its topologies
 
 
 @dataclass
@@ -278,6 +293,7 @@ class DifferentiableResult:
     alphas: tuple[torch.Tensor, ...]      # final logits, detached, on the CPU
     history: list[EpochRecord]
     seconds: float
+    topology_logits: tuple[torch.Tensor, ...] | None = None  # TopoNAS' final logits
 
     @property
     def probs(self) -> tuple[np.ndarray, ...]:
@@ -319,7 +335,8 @@ class DifferentiableSearch:
 
     def __init__(self, supernet: nn.Module, data: DataSplit,
                  config: DifferentiableConfig | None = None, *,
-                 latency: LatencyTerm | None = None) -> None:
+                 latency: LatencyTerm | None = None,
+                 topology: TopologyConfig | None = None) -> None:
         check_relaxable(supernet)
         self.config = config = config if config is not None else DifferentiableConfig()
         self.supernet, self.data, self.latency = supernet, data, latency
@@ -344,6 +361,15 @@ class DifferentiableSearch:
             nn.Parameter((config.init_scale * torch.randn(shape, generator=init, dtype=self.dtype)
                           ).to(self.device))
             for shape in supernet.mixture_shapes()]
+        self.topology = None  # TopoNAS' topology variables (hwnas.oneshot.toponas), if any
+        if topology is not None:
+            from hwnas.oneshot.toponas import TopoNAS
+
+            self.topology = TopoNAS(supernet, topology, init_scale=config.init_scale,
+                                    generator=torch.Generator().manual_seed(
+                                        derived_seed(config.seed, 4)))
+        #: everything the alpha step optimises: the alphas, then any topology logits
+        self.arch_params = [*self.alphas, *(self.topology.logits if self.topology else [])]
         self.sampler = torch.Generator().manual_seed(derived_seed(config.seed, 1))  # Gumbel noise
         self._val_gen = torch.Generator().manual_seed(derived_seed(config.seed, 2))
         self._val_order: list[torch.Tensor] = []
@@ -355,7 +381,8 @@ class DifferentiableSearch:
                                           weight_decay=config.weight_decay)
         self.weight_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.weight_opt, T_max=self.total_steps, eta_min=config.weight_lr_min)
-        self.alpha_opt = torch.optim.Adam(self.alphas, lr=config.alpha_lr, betas=config.alpha_betas,
+        self.alpha_opt = torch.optim.Adam(self.arch_params, lr=config.alpha_lr,
+                                          betas=config.alpha_betas,
                                           weight_decay=config.alpha_weight_decay)
 
     # -- pieces ---------------------------------------------------------------------------
@@ -369,7 +396,10 @@ class DifferentiableSearch:
         return c.tau_max - (c.tau_max - c.tau_min) * min(1.0, frac)
 
     def probs(self) -> list[torch.Tensor]:
-        """``softmax(alpha)`` per tensor (rows over ops), differentiable."""
+        """``softmax(alpha)`` per tensor (rows over ops), differentiable; with TopoNAS the
+        topology-aware mixture (rows sum to 1 too)."""
+        if self.topology is not None:
+            return self.topology.mixture(self.alphas)
         return [torch.softmax(a, dim=-1) for a in self.alphas]
 
     def mixture(self, tau: float | None = None, grad: bool = True) -> list[torch.Tensor]:
@@ -378,6 +408,9 @@ class DifferentiableSearch:
         with torch.set_grad_enabled(grad):
             if tau is None:
                 return [w if grad else w.detach() for w in self.probs()]
+            if self.topology is not None:
+                return [w if grad else w.detach()
+                        for w in self.topology.sample(self.alphas, tau, self.sampler)]
             return [w if grad else w.detach()
                     for w in (gumbel_straight_through(a, tau, self.sampler) for a in self.alphas)]
 
@@ -390,7 +423,8 @@ class DifferentiableSearch:
                         xi: float | None = None, tau: float | None = None
                         ) -> tuple[list[torch.Tensor], float]:
         """(d loss / d alpha per tensor, validation loss) at the current weights, latency
-        term included; the weights and BN statistics are as before on return.
+        term included (with TopoNAS: per tensor of ``arch_params``, the regulariser included);
+        the weights and BN statistics are as before on return.
 
         First order: ``grad_alpha L_val(w, alpha)``. Second order: equation 7 with the
         finite-difference product of equation 8 (module docstring), unrolled by ``xi`` (the
@@ -406,15 +440,23 @@ class DifferentiableSearch:
                 grads, val_loss = self._unrolled(train, val, self._xi(xi))
             else:
                 loss = self._loss(val, self.mixture(tau, grad=True))
-                grads, val_loss = _grads(loss, self.alphas), float(loss.detach())
+                grads, val_loss = _grads(loss, self.arch_params), float(loss.detach())
         finally:
             with torch.no_grad():
                 for b, saved in zip(self.supernet.buffers(), buffers):
                     b.copy_(saved)
         if self.latency is not None and self.latency.weight > 0:
-            _, lat = self.latency.loss(self.supernet, self.alphas)
-            grads = [g + d for g, d in zip(grads, _grads(lat, self.alphas))]
+            _, lat = self.latency.loss(self.supernet, self.alphas, probs=self._latency_probs())
+            grads = [g + d for g, d in zip(grads, _grads(lat, self.arch_params))]
+        if self.topology is not None:
+            reg = self.topology.regulariser()
+            if reg.requires_grad:
+                grads = [g + d for g, d in zip(grads, _grads(reg, self.arch_params))]
         return grads, val_loss
+
+    def _latency_probs(self) -> list[torch.Tensor] | None:
+        """What the latency term reads: None (``softmax(alpha)``) or TopoNAS' mixture."""
+        return None if self.topology is None else self.probs()
 
     def _xi(self, xi: float | None) -> float:
         if xi is not None:
@@ -435,8 +477,8 @@ class DifferentiableSearch:
                     w.sub_(xi * g)
             # grad_alpha L_val(w', alpha) and v = grad_w' L_val(w', alpha)
             loss = self._loss(val, self.mixture(grad=True))
-            both = _grads(loss, [*self.alphas, *weights])
-            d_alpha, v = both[:len(self.alphas)], both[len(self.alphas):]
+            both = _grads(loss, [*self.arch_params, *weights])
+            d_alpha, v = both[:len(self.arch_params)], both[len(self.arch_params):]
             norm = torch.sqrt(sum((vi.double() ** 2).sum() for vi in v))
             if not float(norm) > 0:
                 return d_alpha, float(loss.detach())
@@ -446,7 +488,7 @@ class DifferentiableSearch:
                 with torch.no_grad():
                     for w, s, vi in zip(weights, saved, v):
                         w.copy_(s + sign * eps * vi)
-                return _grads(self._loss(train, self.mixture(grad=True)), self.alphas)
+                return _grads(self._loss(train, self.mixture(grad=True)), self.arch_params)
 
             plus, minus = grad_alpha_train(1.0), grad_alpha_train(-1.0)
             hessian_v = [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
@@ -460,7 +502,7 @@ class DifferentiableSearch:
         """One Adam step of the architecture logits; returns the validation loss."""
         grads, val_loss = self.alpha_gradients(train, val, tau=tau)
         self.alpha_opt.zero_grad(set_to_none=True)
-        for a, g in zip(self.alphas, grads):
+        for a, g in zip(self.arch_params, grads):
             a.grad = g.detach()
         self.alpha_opt.step()
         return val_loss
@@ -492,15 +534,17 @@ class DifferentiableSearch:
     @torch.no_grad()
     def record(self, epoch: int, train_loss: float, val_loss: float, tau: float | None,
                began: float) -> EpochRecord:
-        arch = self.supernet.derive(self.alphas)
+        topo = self.topology
+        arch = self.supernet.derive(self.alphas) if topo is None else topo.derive(self.alphas)
         predicted = expected = None
         if self.latency is not None:
             ms = self.latency.predictor.predict([arch])
             predicted = float(np.asarray(ms, dtype=float).reshape(-1)[0])
-            expected = float(self.latency.expected_ms(self.supernet, self.alphas))
+            expected = float(self.latency.expected_ms(self.supernet, self.alphas,
+                                                      probs=self._latency_probs()))
         probs = tuple(p.detach().cpu().numpy().copy() for p in self.probs())
         return EpochRecord(epoch, probs, arch, predicted, expected, train_loss, val_loss, tau,
-                           time.perf_counter() - began)
+                           time.perf_counter() - began, None if topo is None else topo.numpy())
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> DifferentiableResult:
@@ -511,8 +555,10 @@ class DifferentiableSearch:
         history: list[EpochRecord] = []
         self.supernet.train()
         lat = self.latency
-        log.info("%s%s search of the %s supernet: %d epochs x %d steps, batch %d%s",
-                 c.method, " (second order)" if c.second_order else "", self.supernet.space.key,
+        log.info("%s%s%s search of the %s supernet: %d epochs x %d steps, batch %d%s",
+                 c.method, " (second order)" if c.second_order else "",
+                 "" if self.topology is None else f" + TopoNAS ({self.topology.config.mode})",
+                 self.supernet.space.key,
                  c.epochs, self.steps_per_epoch, c.batch_size, "" if lat is None else
                  f", latency {lat.form} x {lat.weight:g} (budget {lat.budget_ms} ms)")
         step, tau = 0, None
@@ -541,22 +587,25 @@ class DifferentiableSearch:
         self.supernet.eval()
         return DifferentiableResult(c.method, c.second_order, arch,
                                     tuple(a.detach().cpu().clone() for a in self.alphas), history,
-                                    time.perf_counter() - began)
+                                    time.perf_counter() - began,
+                                    None if self.topology is None else
+                                    tuple(b.detach().cpu().clone() for b in self.topology.logits))
 
 
 def differentiable_search(supernet: nn.Module, data: DataSplit, method: str = "darts", *,
-                          latency: LatencyTerm | None = None, **settings: Any
+                          latency: LatencyTerm | None = None,
+                          topology: TopologyConfig | None = None, **settings: Any
                           ) -> DifferentiableResult:
     """Run a DARTS (``method="darts"``, ``second_order=True`` for the unrolled gradient) or
-    GDAS (``"gdas"``) search of ``supernet`` on ``data``; ``settings`` are
-    :class:`DifferentiableConfig` fields."""
+    GDAS (``"gdas"``) search of ``supernet`` on ``data``, with TopoNAS' topology variables
+    on top when ``topology`` is given; ``settings`` are :class:`DifferentiableConfig` fields."""
     known = [f for f in DifferentiableConfig.__dataclass_fields__ if f != "method"]
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise InvalidOption(f"unknown differentiable search setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(known)}")
     config = DifferentiableConfig(method=method, **settings)
-    return DifferentiableSearch(supernet, data, config, latency=latency).run()
+    return DifferentiableSearch(supernet, data, config, latency=latency, topology=topology).run()
 
 
 __all__ = ["METHODS", "RELAXATION", "DifferentiableConfig", "DifferentiableResult",
