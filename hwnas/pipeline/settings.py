@@ -16,11 +16,14 @@ from spaces.core.errors import InvalidOption
 
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
 #: The pipeline's search engines (hwnas.pipeline.engines).
-ENGINES = ("supernet", "nao", "oneshot", "darts", "gdas")
+ENGINES = ("supernet", "nao", "oneshot", "darts", "gdas", "toponas", "entrannas")
 #: The differentiable cell-search engines (hwnas.pipeline.engine_cell) and the spaces whose
 #: supernet they can relax (hwnas.oneshot.differentiable.Relaxable).
-CELL_ENGINES = ("darts", "gdas")
+CELL_ENGINES = ("darts", "gdas", "toponas", "entrannas")
 RELAXABLE_SPACES = ("nb201", "darts")
+#: TopoNAS and EnTranNAS need the DARTS cell's free choice of a node's inputs.
+CELL_ENGINE_SPACES = {"darts": RELAXABLE_SPACES, "gdas": RELAXABLE_SPACES,
+                      "toponas": ("darts",), "entrannas": ("darts",)}
 #: Spaces whose default engine is the one-shot supernet (hwnas.oneshot has one for them).
 ONESHOT_SPACES = ("nb201", "fbnet", "nao")
 #: The dataset an engine trains on unless --dataset says otherwise. The one-shot engine
@@ -141,16 +144,18 @@ class PipelineSettings:
             raise BadSetting(f"the audit tolerance must be in (0, 1), got {self.audit_tolerance}")
         if self.input_size is not None and not 1 <= int(self.input_size) <= 4096:
             raise BadSetting(f"--input-size must be between 1 and 4,096 pixels, got {self.input_size}")
-        if self.second_order and self.engine != "darts":
-            raise BadSetting(f"--second-order applies to --strategy darts only (DARTS' unrolled "
-                             f"gradient), not to the {self.engine} engine")
+        if self.second_order and self.engine not in ("darts", "toponas", "entrannas"):
+            raise BadSetting(f"--second-order applies to --strategy darts, toponas or entrannas "
+                             f"(DARTS' unrolled gradient), not to the {self.engine} engine")
         if self.strategy in CELL_ENGINES:
             from spaces.base import family_of
 
-            if family_of(self.space) not in RELAXABLE_SPACES:
-                raise BadSetting(f"--strategy {self.strategy} searches the cell spaces "
-                                 f"{' and '.join(RELAXABLE_SPACES)} (a supernet with mixed ops "
-                                 f"on every edge), not {self.space}")
+            allowed = CELL_ENGINE_SPACES[self.strategy]
+            if family_of(self.space) not in allowed:
+                what = ("cell spaces " + " and ".join(allowed) if len(allowed) > 1
+                        else f"{allowed[0]} cell space")
+                raise BadSetting(f"--strategy {self.strategy} searches the {what}, not "
+                                 f"{self.space}")
         if self.strategy not in (None, *ENGINES):
             raise BadSetting(f"the pipeline searches with {' or '.join(ENGINES)}, not "
                              f"{self.strategy!r}; other strategies run as single searches: "

@@ -22,6 +22,8 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
     "supernet": "hwnas.strategies.supernet:SupernetStrategy",
     "darts": "hwnas.strategies.cell_search:DartsStrategy",
     "gdas": "hwnas.strategies.cell_search:GdasStrategy",
+    "toponas": "hwnas.strategies.cell_search:TopoNASStrategy",
+    "entrannas": "hwnas.strategies.cell_search:EnTranNASStrategy",
 })
 
 

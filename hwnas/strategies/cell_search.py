@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Spaces whose one-shot supernet can be relaxed (hwnas.oneshot.differentiable.Relaxable).
 RELAXABLE_SPACES = ("nb201", "darts")
+#: The methods and the spaces each searches: TopoNAS and EnTranNAS need the DARTS cell's
+#: free choice of a node's inputs (NB201's edges are all fixed).
+METHOD_SPACES = {"darts": RELAXABLE_SPACES, "gdas": RELAXABLE_SPACES,
+                 "toponas": ("darts",), "entrannas": ("darts",)}
 ALPHA_LR = 0.01
 LATENCY_WEIGHT = 2.0
 BATCH_SIZE = 64
@@ -63,11 +67,14 @@ def decision_lists(space: Space, flat: np.ndarray) -> list[list[float]]:
 
 
 def check_relaxable_space(space: Space, method: str) -> None:
-    """One sentence when ``space`` has no supernet with mixed ops on every edge."""
-    if space.name not in RELAXABLE_SPACES:
-        raise UnsupportedSpace(f"--strategy {method} searches the cell spaces "
-                               f"{' and '.join(RELAXABLE_SPACES)} (a supernet with mixed ops on "
-                               f"every edge), not {space.key}")
+    """One sentence when ``method`` cannot search ``space``."""
+    allowed = METHOD_SPACES.get(method, RELAXABLE_SPACES)
+    if space.name not in allowed:
+        what = ("cell spaces " + " and ".join(allowed) if len(allowed) > 1
+                else f"{allowed[0]} cell space")
+        why = ("a supernet with mixed ops on every edge" if len(allowed) > 1
+               else "a node's inputs are a choice there")
+        raise UnsupportedSpace(f"--strategy {method} searches the {what} ({why}), not {space.key}")
 
 
 class BudgetedCellSearch:
@@ -85,11 +92,38 @@ class BudgetedCellSearch:
         self.latency_weight = float(latency_weight)
         batch = max(2, min(BATCH_SIZE, len(self.data.y_train)))
         # checked now: a bad method, epochs or --second-order with gdas is one sentence
-        self.config = DifferentiableConfig(method=method, epochs=int(epochs), batch_size=batch,
-                                           alpha_lr=ALPHA_LR, second_order=bool(second_order),
-                                           seed=int(seed))
+        options = dict(method="gdas" if method == "gdas" else "darts", epochs=int(epochs),
+                       batch_size=batch, alpha_lr=ALPHA_LR, second_order=bool(second_order),
+                       seed=int(seed))
+        if method == "entrannas":
+            from hwnas.oneshot.entrannas import EnTranNASConfig
+
+            self.config = EnTranNASConfig(**options)
+        else:
+            if method not in METHOD_SPACES:
+                raise InvalidOption(f"unknown cell search {method!r}; known: "
+                                    f"{', '.join(METHOD_SPACES)}")
+            if second_order and method == "gdas":
+                DifferentiableConfig(**options)  # its one sentence
+            self.config = DifferentiableConfig(**options)
         self._warm: tuple[Any, list[Any]] | None = None
         self.warmup_seconds = 0.0
+
+    def _make(self, supernet: Any, seed: int, latency: Any = None) -> Any:
+        """The method's search of ``supernet`` (DARTS / GDAS / TopoNAS on DARTS / EnTranNAS)."""
+        from hwnas.oneshot.differentiable import DifferentiableSearch
+
+        config = replace(self.config, seed=int(seed))
+        if self.method == "entrannas":
+            from hwnas.oneshot.entrannas import EnTranNASSearch
+
+            return EnTranNASSearch(supernet, self.data, config, latency=latency)
+        if self.method == "toponas":
+            from hwnas.oneshot.toponas import TopologyConfig
+
+            return DifferentiableSearch(supernet, self.data, config, latency=latency,
+                                        topology=TopologyConfig())
+        return DifferentiableSearch(supernet, self.data, config, latency=latency)
 
     def warmed(self) -> tuple[Any, list[Any]]:
         """The supernet and architecture parameters after one search without latency."""
@@ -97,14 +131,13 @@ class BudgetedCellSearch:
             import torch
 
             from hwnas.oneshot import make_supernet
-            from hwnas.oneshot.differentiable import DifferentiableSearch
 
             began = time.perf_counter()
             torch.manual_seed(self.config.seed)
             supernet = make_supernet(self.space, self.num_classes, self.input_size)
-            search = DifferentiableSearch(supernet, self.data, self.config)
+            search = self._make(supernet, self.config.seed)
             search.run()
-            self._warm = (supernet, [a.detach().clone() for a in search.alphas])
+            self._warm = (supernet, [a.detach().clone() for a in search.arch_params])
             self.warmup_seconds = time.perf_counter() - began
         return self._warm
 
@@ -114,22 +147,19 @@ class BudgetedCellSearch:
         over the budget, or one in ``avoid`` (arch strings), is repaired by cheaper moves."""
         import torch
 
-        from hwnas.oneshot.differentiable import DifferentiableSearch, LatencyTerm
+        from hwnas.oneshot.differentiable import LatencyTerm
 
         began = time.perf_counter()
-        warm, alphas = self.warmed()
+        warm, params = self.warmed()
         supernet = copy.deepcopy(warm)
         term = LatencyTerm(predictor, float(budget_ms), form="hinge", weight=self.latency_weight)
-        search = DifferentiableSearch(supernet, self.data,
-                                      replace(self.config, seed=self.config.seed + 1),
-                                      latency=term)
+        search = self._make(supernet, self.config.seed + 1, term)
         with torch.no_grad():
-            for mine, start in zip(search.alphas, alphas):
+            for mine, start in zip(search.arch_params, params):
                 mine.copy_(start)
         result = search.run()
         with torch.no_grad():
-            probs = [torch.softmax(a, dim=-1) for a in result.alphas]
-            flat = supernet.decision_probs(probs).detach().cpu().numpy().reshape(-1)
+            flat = supernet.decision_probs(search.probs()).detach().cpu().numpy().reshape(-1)
         lists = decision_lists(self.space, flat)
         derived = result.arch
         derived_ms = float(np.asarray(predictor.predict([derived]), dtype=float).reshape(-1)[0])
@@ -163,9 +193,9 @@ class DartsStrategy(SupernetStrategy):
                          sweep=sweep, search_epochs=search_epochs,
                          latency_weight=latency_weight, profile_archs=profile_archs,
                          predictor_kind=predictor_kind)
-        if second_order and self.method != "darts":
-            raise InvalidOption(f"--second-order applies to --strategy darts only (DARTS' "
-                                f"unrolled gradient), not to {self.method}")
+        if second_order and self.method == "gdas":
+            raise InvalidOption(f"--second-order applies to --strategy darts, toponas or "
+                                f"entrannas (DARTS' unrolled gradient), not to {self.method}")
         self.search_epochs, self.second_order = int(search_epochs), bool(second_order)
 
     def options(self) -> dict[str, Any]:
@@ -215,5 +245,20 @@ class GdasStrategy(DartsStrategy):
     method = "gdas"
 
 
-__all__ = ["BudgetedCellSearch", "DartsStrategy", "GdasStrategy", "RELAXABLE_SPACES",
+class TopoNASStrategy(DartsStrategy):
+    """TopoNAS (topology variables over a node's input subsets) on DARTS, per budget."""
+
+    name = "toponas"
+    method = "toponas"
+
+
+class EnTranNASStrategy(DartsStrategy):
+    """EnTranNAS (engine and transit cells, differentiable sparsification) per budget."""
+
+    name = "entrannas"
+    method = "entrannas"
+
+
+__all__ = ["BudgetedCellSearch", "DartsStrategy", "EnTranNASStrategy", "GdasStrategy",
+           "METHOD_SPACES", "RELAXABLE_SPACES", "TopoNASStrategy",
            "check_relaxable_space", "decision_lists", "search_split"]

@@ -20,8 +20,11 @@ NB201 = ["--space", "nb201", "--space-opt", "C=4", "--space-opt", "N=1", "--inpu
 def test_the_registry_and_the_pipeline_agree_on_what_can_be_relaxed():
     assert strategies.get("darts") is cell_search.DartsStrategy
     assert strategies.get("gdas") is cell_search.GdasStrategy
+    assert strategies.get("toponas") is cell_search.TopoNASStrategy
+    assert strategies.get("entrannas") is cell_search.EnTranNASStrategy
     assert cell_search.RELAXABLE_SPACES == settings.RELAXABLE_SPACES
-    assert set(settings.CELL_ENGINES) == {"darts", "gdas"}
+    assert cell_search.METHOD_SPACES == settings.CELL_ENGINE_SPACES
+    assert set(settings.CELL_ENGINES) == set(cell_search.METHOD_SPACES)
 
 
 def test_gdas_explores_one_cell_per_budget(tmp_path, capsys):
@@ -42,6 +45,7 @@ def test_gdas_explores_one_cell_per_budget(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--strategy", "gdas", "--second-order"], "--second-order applies to --strategy darts"),
     (["--space", "fbnetv2", "--strategy", "darts"], "searches the cell spaces nb201 and darts"),
+    (["--strategy", "entrannas"], "searches the darts cell space"),
 ])
 def test_bad_cell_search_options_are_one_sentence(tmp_path, capsys, argv, message):
     out = tmp_path / "never"

@@ -1,5 +1,5 @@
-"""The differentiable cell-search engines through the whole pipeline: DARTS and GDAS on the
-NAS-Bench-201 and DARTS cell spaces, each budget searched with the predictor's latency in
+"""The differentiable cell-search engines through the whole pipeline: DARTS, GDAS, TopoNAS and
+EnTranNAS on the NAS-Bench-201 and DARTS cell spaces, each budget searched with the predictor's latency in
 the architecture loss, the derived cells trained alone, exported and timed.
 
 Devices are the exact stand-ins of tests/hwnas/macs_device.py, so verdicts do not depend
@@ -27,8 +27,9 @@ TINY = ["--initial", "8", "--holdout", "5", "--active-measurements", "0", "--tar
 
 
 @pytest.mark.parametrize("space, strategy, extra", [
-    (NB201, "darts", ["--second-order"]),  # both methods, both spaces; the methods' own
-    (DARTS, "gdas", []),                   # variants are tests/hwnas/oneshot/test_differentiable.py
+    (NB201, "darts", ["--second-order"]),  # gdas runs in test_cell_search_strategy.py; the
+    (DARTS, "toponas", []),                # methods' own variants are in tests/hwnas/oneshot/
+    (DARTS, "entrannas", []),
 ])
 def test_a_cell_search_runs_the_whole_chain(tmp_path, capsys, space, strategy, extra):
     out = tmp_path / "run"
@@ -50,6 +51,7 @@ def test_a_cell_search_runs_the_whole_chain(tmp_path, capsys, space, strategy, e
     (NB201, ["--strategy", "gdas", "--second-order"], "--second-order applies to --strategy darts"),
     (NB201, ["--strategy", "oneshot", "--second-order"], "--second-order applies to --strategy darts"),
     (["--space", "fbnetv2"], ["--strategy", "darts"], "searches the cell spaces nb201 and darts"),
+    (NB201, ["--strategy", "toponas"], "searches the darts cell space"),
 ])
 def test_bad_cell_search_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, space,
                                                                      extra, message):
