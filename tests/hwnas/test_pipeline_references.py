@@ -23,7 +23,7 @@ REDUCED = ["--holdout", "8", "--active-measurements", "0", "--sweep", "1", "--ma
 def first_device_store(tmp_path_factory):
     db = tmp_path_factory.mktemp("store") / "lat.sqlite"
     assert main(["profile", "--device", macs_device.SPEC, "--space", "fbnetv2", "--preset", "tiny",
-                 "-n", "150", "--seed", "3", "--db", str(db), "--no-progress"]) == 0
+                 "-n", "60", "--seed", "3", "--db", str(db), "--no-progress"]) == 0
     # other spaces / input sizes in the same store must be ignored, never mixed
     assert main(["profile", "--device", macs_device.SPEC, "--space", "fbnetv2", "--preset",
                  "mobile", "-n", "2", "--seed", "3", "--db", str(db), "--no-progress"]) == 0
