@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     from hwnas.cli.profile_cmd import load_space
     from hwnas.evaluators import datasets
     from hwnas.oneshot import make_supernet
-    from hwnas.oneshot.distributed import context
+    from hwnas.oneshot.distributed import context, shutdown
     from hwnas.oneshot.samplers import SAMPLERS
     from hwnas.oneshot.training import train_supernet
 
@@ -117,7 +117,9 @@ def _train(args: argparse.Namespace) -> int:
     result = train_supernet(supernet, data, args.sampler, args.epochs, batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, checkpoint=args.output,
                             resume=args.resume, every_steps=args.every_steps)
-    if not context().is_main:
+    main_rank = context().is_main
+    shutdown()  # every rank leaves the data-parallel group together (no-op in one process)
+    if not main_rank:
         return 0
     summary = {"checkpoint": str(args.output), "space": space.key, "input_size": size,
                "dataset": data.name, "sampler": args.sampler, "epochs": args.epochs,

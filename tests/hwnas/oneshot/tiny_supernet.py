@@ -180,8 +180,10 @@ def _ddp_child(args: argparse.Namespace) -> None:
                        on_checkpoint=lambda done, path: mark.write_text(f"{done}\n"))
         torch.save(supernet.state_dict(), f"{args.out}.{ctx.rank}")
         print(json.dumps({"rank": ctx.rank, "world": ctx.world_size}))
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(wait=False)
+        raise
+    distributed.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
