@@ -1,4 +1,4 @@
-"""The differentiable cell-search engines: DARTS and GDAS, one search per latency budget.
+"""The differentiable cell-search engines: DARTS, GDAS, TopoNAS, EnTranNAS, one search per budget.
 
 The budgeted-choice contract of :mod:`hwnas.pipeline.engines` on a cell space whose
 supernet offers the relaxation protocol (``nb201``, ``darts``;
@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class CellSearchEngine(Engine):
-    """DARTS (``--strategy darts``, ``--second-order`` for the unrolled gradient) or GDAS
-    (``--strategy gdas``) per latency target, by
+    """DARTS (``--strategy darts``, ``--second-order`` for the unrolled gradient), GDAS,
+    TopoNAS or EnTranNAS per latency target, by
     :class:`hwnas.strategies.cell_search.BudgetedCellSearch`."""
 
     def __init__(self, state: PipelineState) -> None:
