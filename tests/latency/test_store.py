@@ -229,6 +229,36 @@ def test_readers_work_while_another_process_writes(tmp_path):
     assert mid == [n // 3, 2 * n // 3]  # read while it wrote: every committed row, no more
 
 
+CREATOR = """
+import sys
+from pathlib import Path
+from latency.store import MeasurementStore
+me, other, folder, rounds = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+for r in range(rounds):
+    (folder / f"ready-{r}-{me}").touch()
+    while not (folder / f"ready-{r}-{other}").exists():
+        pass  # a tight spin: both processes open the new store within microseconds
+    with MeasurementStore(folder / f"store-{r}.sqlite") as store:
+        store.add("nb201", "arch", {"backend": me, "label": me},
+                  {"latency_ms": 1.0, "batch": 1, "input_shape": [3, 32, 32]})
+"""
+
+
+def test_two_processes_create_one_new_store_at_once(tmp_path):
+    """Both processes open the same not-yet-existing store at the same moment, 12 times:
+    without the folder lock one lost SQLite's switch to WAL ("database is locked") and
+    deleted the file under the other (109 failures in 150 such openings)."""
+    rounds = 12
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, me, other, str(tmp_path), str(rounds)],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for me, other in (("a", "b"), ("b", "a"))]
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    for r in range(rounds):
+        with MeasurementStore(tmp_path / f"store-{r}.sqlite", readonly=True) as store:
+            assert len(store) == 2
+
+
 def _fill_disk(store: MeasurementStore) -> None:
     """The store's file may not grow (SQLite's own limit): every write that needs a new
     page fails with "database or disk is full", as on a full disk."""
