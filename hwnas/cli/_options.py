@@ -54,6 +54,12 @@ def single_search_options(parser: Any) -> None:
     alias(g, "--batch", "batch", type=int)
     g.add_argument("--reward", help="one objective with budgets: monas (default), "
                                     "monas-weighted, mnasnet-soft, mnasnet-hard")
+    g.add_argument("--memory-buffer", type=int, metavar="N",
+                   help="rl, enas: also train the controller to reconstruct the last N sampled "
+                        "architectures from its hidden state (the fix of 'Understanding NAS "
+                        "Techniques')")
+    g.add_argument("--entropy-weight", type=float, metavar="W",
+                   help="rl, enas: weight of the controller's entropy bonus (at least 0)")
     g.add_argument("--second-order", action="store_true", default=None,
                    help="darts: DARTS' unrolled (second-order) architecture gradient")
     g.add_argument("--export-onnx", action="store_true", dest="export",
@@ -81,7 +87,9 @@ def search_options(parser: Any) -> None:
                                       "(default where a one-shot supernet exists), nao, or darts / "
                                       "gdas (differentiable cell search on nb201, darts); single "
                                       "searches (explore): random, evolution, dpp, nao, supernet, "
-                                      "or an Optuna sampler: optuna:tpe, optuna:nsga2, optuna:gp")
+                                      "rl (NAS-RL/MONAS), parsec, and with --evaluator oneshot "
+                                      "rsps and enas; or an Optuna sampler: optuna:tpe, "
+                                      "optuna:nsga2, optuna:gp")
     g.add_argument("--queries", type=int, metavar="N", help="architectures to evaluate (default 40 "
                                                             "when training, 100 on tables)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")

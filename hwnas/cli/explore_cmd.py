@@ -89,6 +89,11 @@ def check_numbers(s: dict[str, Any]) -> None:
     _checks.count("--batch", s["batch"])
     _checks.at_least("--sweep", s.get("sweep"), 1, 100)
     _checks.seed("--seed", s["seed"])
+    _checks.at_least("--memory-buffer", s.get("memory_buffer"), 1, _checks.MAX_COUNT)
+    if s.get("entropy_weight") is not None and not s["entropy_weight"] >= 0:
+        from spaces.errors import InvalidOption
+
+        raise InvalidOption(f"--entropy-weight must be at least 0, got {s['entropy_weight']}")
 
 
 def _space(s: dict[str, Any]):
@@ -127,11 +132,12 @@ def _strategy(s: dict[str, Any], budgets: list[float] | None = None):
     wanted = {"seed": s["seed"], "batch_size": s["batch"], "population": s["population"],
               "sample_size": s["sample_size"], "reward": s["reward"], "sweep": s.get("sweep"),
               "budgets": budgets, "supernet": s.get("supernet"),
-              "second_order": s.get("second_order") or None}
+              "second_order": s.get("second_order") or None,
+              "memory_buffer": s.get("memory_buffer"), "entropy_weight": s.get("entropy_weight")}
     options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
     ignored = [k for k, v in wanted.items() if v is not None and k not in accepted]
-    if any(k in ("population", "sample_size", "reward", "sweep", "supernet", "second_order")
-           for k in ignored):
+    if any(k in ("population", "sample_size", "reward", "sweep", "supernet", "second_order",
+                 "memory_buffer", "entropy_weight") for k in ignored):
         raise HwnasError(f"strategy {s['strategy']!r} takes no "
                          f"{', '.join('--' + k.replace('_', '-') for k in ignored)} option")
     return cls(**options)

@@ -31,7 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-samples", type=int, metavar="N", help="use at most N images")
     train.add_argument("--sampler", default="sandwich",
                        help="sandwich (BigNAS, default), uniform (SPOS), path_dropout (One-Shot), "
-                            "attentive (AttentiveNAS)")
+                            "attentive (AttentiveNAS), enas (ENAS: an LSTM controller trained "
+                            "alternately with the weights), parsec (PARSEC: a learned "
+                            "distribution, one architecture per step)")
+    train.add_argument("--memory-buffer", type=int, metavar="N",
+                       help="enas: train the controller with a buffer of the last N sampled "
+                            "architectures (the fix of 'Understanding NAS Techniques')")
+    train.add_argument("--entropy-weight", type=float, metavar="W",
+                       help="enas: weight of the controller's entropy bonus (default 1e-4)")
     train.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     train.add_argument("--batch-size", type=int, default=64, help="global batch (default 64)")
     train.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
@@ -88,6 +95,24 @@ def _arch(space: Any, text: str) -> Any:
     return space.from_string(str(text).strip())
 
 
+def _sampler_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The controller options of the enas sampler, checked before any data is loaded."""
+    from spaces.errors import InvalidOption
+
+    given = {"memory_buffer": args.memory_buffer, "entropy_weight": args.entropy_weight}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.sampler != "enas":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InvalidOption(f"the {args.sampler} sampler has no controller to configure with "
+                            f"{flags} (the enas sampler has)")
+    if args.memory_buffer is not None and args.memory_buffer < 1:
+        raise InvalidOption(f"--memory-buffer must be a positive number of architectures, "
+                            f"got {args.memory_buffer}")
+    if args.entropy_weight is not None and not args.entropy_weight >= 0:
+        raise InvalidOption(f"--entropy-weight must be at least 0, got {args.entropy_weight}")
+    return given
+
+
 # ---- actions ----------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
     import torch
@@ -106,6 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     _checks.input_size("--input-size", args.input_size)
     _checks.count("--max-samples", args.max_samples)
     SAMPLERS.get(args.sampler)  # an unknown sampler: one sentence naming the known ones
+    sampler_options = _sampler_options(args)
     name = args.space or "fbnetv2"
     space = load_space(name, args.preset or ("tiny" if name == "fbnetv2" else None),
                        args.space_opt)
@@ -116,7 +142,8 @@ def _train(args: argparse.Namespace) -> int:
     supernet = make_supernet(space, data.num_classes, size)
     result = train_supernet(supernet, data, args.sampler, args.epochs, batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, checkpoint=args.output,
-                            resume=args.resume, every_steps=args.every_steps)
+                            resume=args.resume, every_steps=args.every_steps,
+                            sampler_options=sampler_options)
     main_rank = context().is_main
     shutdown()  # every rank leaves the data-parallel group together (no-op in one process)
     if not main_rank:

@@ -20,6 +20,10 @@ from spaces.errors import HwnasError
 class LatencySource(ABC):
     """Latency in milliseconds of a batch of architectures of one space."""
 
+    #: a lookup or a model answers in microseconds; live profiling takes seconds per network,
+    #: so strategies that pre-screen many candidates only ask a cheap source
+    cheap: bool = True
+
     def __init__(self, space: Space) -> None:
         self.space = space
 
@@ -135,6 +139,8 @@ class PredictorLatency(LatencySource):
 
 class DeviceLatency(LatencySource):
     """Live profiling: build each network and time the whole batch interleaved on a device."""
+
+    cheap = False
 
     def __init__(self, space: Space, device: str | Any, input_size: int | None = None,
                  num_classes: int | None = None, batch: int = 1) -> None:

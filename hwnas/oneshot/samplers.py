@@ -97,6 +97,10 @@ class Sampler(ABC):
         """The steps of optimiser step ``step`` (0-based) of ``total_steps``; ``batch`` is
         this rank's minibatch, for samplers that look at the data."""
 
+    def bind(self, data: Any) -> None:
+        """Hook: the trainer hands over the :class:`DataSplit` before the first step (ENAS's
+        controller is rewarded on validation minibatches); most samplers ignore it."""
+
     def describe(self) -> dict[str, Any]:
         """Name and options (stored in checkpoints; a resume must match them)."""
         return {"name": self.name}
@@ -109,7 +113,12 @@ class Sampler(ABC):
         """Restore :meth:`state_dict`."""
 
 
-SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+# The samplers of this module register themselves below; those with a module of their own
+# are import paths, loaded when named.
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler", {
+    "enas": "hwnas.oneshot.enas:EnasSampler",
+    "parsec": "hwnas.oneshot.parsec_sampler:PARSECSampler",
+})
 
 
 def make_sampler(name: str, supernet: OneShotSupernet, **options: Any) -> Sampler:

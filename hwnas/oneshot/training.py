@@ -219,6 +219,7 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         raise InvalidOption("sampler options go with a sampler name, not a built sampler")
     elif sampler.supernet is not supernet:
         raise InvalidOption("the sampler was built for another supernet than the one to train")
+    sampler.bind(data)
 
     steps_per_epoch = len(data.y_train) // batch_size
     total = epochs * steps_per_epoch

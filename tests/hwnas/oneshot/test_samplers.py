@@ -37,7 +37,7 @@ def one_sentence(error: BaseException) -> bool:
 
 
 def test_registry_finds_every_sampler(supernet):
-    assert SAMPLERS.names() == ["attentive", "path_dropout", "sandwich", "uniform"]
+    assert SAMPLERS.names() == ["attentive", "enas", "parsec", "path_dropout", "sandwich", "uniform"]
     assert isinstance(make_sampler("uniform", supernet), UniformSampler)
     with pytest.raises(UnknownName):
         make_sampler("darts", supernet)
