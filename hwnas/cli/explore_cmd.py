@@ -25,7 +25,7 @@ ORDER = 41
 SETTINGS = ("space", "preset", "evaluator", "dataset", "data_root", "max_samples", "input_size",
             "objective", "budget", "device", "device_table", "predictor", "strategy", "queries",
             "population", "sample_size", "batch", "reward", "epochs", "seed", "sweep", "supernet",
-            "space_opt", "supernet_ckpt", "second_order")
+            "space_opt", "supernet_ckpt", "second_order", "memory_buffer", "entropy_weight")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,8 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None = N
         s["preset"] = "tiny"
     s["evaluator"] = s["evaluator"] or ("tabular" if s["space"] == "nb201" else "train")
     tabular = s["evaluator"] == "tabular"
-    s["dataset"] = s["dataset"] or ("cifar10" if tabular else "digits")
+    if s["evaluator"] != "oneshot":  # the one-shot evaluator takes its checkpoint's dataset
+        s["dataset"] = s["dataset"] or ("cifar10" if tabular else "digits")
     s["objective"] = s["objective"] or ["accuracy", "latency_ms"]
     s["budget"] = list(s["budget"] or [])
     needs_latency = "latency_ms" in s["objective"] or any(
@@ -281,6 +282,9 @@ def run(args: argparse.Namespace) -> int:
     evaluator = _evaluator(s, space, metric_names(objectives))
     executor = None
     try:
+        check_evaluator = getattr(strategy, "check_evaluator", None)
+        if callable(check_evaluator):  # e.g. rsps / enas need a supernet (enas: its controller)
+            check_evaluator(evaluator)
         check_feasible(objectives, evaluator.best_possible())
         budgeted = [o.name for o in objectives if o.budget is not None]
         if len(budgeted) > 1:

@@ -24,6 +24,8 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
     "gdas": "hwnas.strategies.cell_search:GdasStrategy",
     "toponas": "hwnas.strategies.cell_search:TopoNASStrategy",
     "entrannas": "hwnas.strategies.cell_search:EnTranNASStrategy",
+    "rl": "hwnas.strategies.rl:RLStrategy",
+    "enas": "hwnas.strategies.enas:EnasStrategy",
     "rsps": "hwnas.strategies.rsps:RSPSStrategy",
     "parsec": "hwnas.strategies.parsec:PARSECStrategy",
 })

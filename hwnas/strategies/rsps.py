@@ -56,6 +56,10 @@ class RSPSStrategy(Strategy):
         result.info["screened"] = self.screened
         return result
 
+    def check_evaluator(self, evaluator: Any) -> None:
+        """Refuse, before a run folder is written, an evaluator without a supernet."""
+        supernet_and_data(evaluator, self.name)
+
     def _within_budget(self, ctx: SearchContext, pool: list[Arch]) -> list[Arch]:
         """Candidates a cheap latency source puts within the latency budget (all of them
         when there is no such budget or source, or when none is within it)."""

@@ -8,9 +8,17 @@ from typing import Any
 from spaces.errors import HwnasError
 
 
+def unwrapped(evaluator: Any) -> Any:
+    """The evaluator inside caches and other wrappers (each keeps it as ``inner``)."""
+    while getattr(evaluator, "inner", None) is not None:
+        evaluator = evaluator.inner
+    return evaluator
+
+
 def supernet_and_data(evaluator: Any, strategy: str) -> tuple[Any, Any]:
     """The trained supernet and the data split behind a one-shot evaluator; one sentence
     naming what to pass otherwise."""
+    evaluator = unwrapped(evaluator)
     supernet, data = getattr(evaluator, "supernet", None), getattr(evaluator, "data", None)
     if supernet is None or data is None:
         raise HwnasError(f"strategy {strategy!r} ranks architectures with a one-shot supernet's "
@@ -23,5 +31,5 @@ def supernet_and_data(evaluator: Any, strategy: str) -> tuple[Any, Any]:
 def cheap_latency(evaluator: Any) -> Any | None:
     """The evaluator's latency source when asking it costs nothing (a table or a
     predictor), else None: a pre-screen of many candidates must not profile them live."""
-    source = getattr(evaluator, "latency", None)
+    source = getattr(unwrapped(evaluator), "latency", None)
     return source if source is not None and getattr(source, "cheap", False) else None
