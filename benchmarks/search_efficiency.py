@@ -13,7 +13,8 @@ latency: 0 = the fastest cell, 1 = the slowest); the reference point is
 of the front count. Score = HV(front found) / HV(true front), both in that
 normalised space.
 
-Strategies: hwnas random, evolution (regularized, rank + crowding), dpp
+Strategies: hwnas random, evolution (regularized, rank + crowding), rl (NAS-RL's LSTM
+controller, REINFORCE, Pareto-place reward), parsec (a learned categorical per decision), dpp
 (predictor-guided progressive), nao (Neural Architecture Optimization, gradient
 step in a learned embedding space), and Optuna's samplers driving the same
 loop (``optuna:tpe``, ``optuna:nsga2``, ``optuna:gp``; hwnas.strategies.optuna_sampler,
@@ -128,10 +129,12 @@ def run_hwnas(strategy: str, device: str, seed: int, queries: int, constrained: 
 
 
 _TABLES: dict[str, np.ndarray] | None = None
-_ORDER = {"random": 0, "nsga2": 1, "optuna:nsga2": 1.5, "evolution": 2, "dpp": 3, "nao": 4,
+_ORDER = {"random": 0, "nsga2": 1, "optuna:nsga2": 1.5, "evolution": 2, "rl": 2.3, "parsec": 2.6,
+          "dpp": 3, "nao": 4,
           "optuna:tpe": 4.5, "optuna:gp": 4.7, "evolution (constrained)": 5, "dpp (constrained)": 6}
 EXPENSIVE = ("dpp", "nao", "optuna:tpe", "optuna:gp")  # run last: cheap strategies' figures first
-STRATEGIES = ("random", "evolution", "dpp", "nao", "optuna:nsga2", "optuna:tpe", "optuna:gp")
+STRATEGIES = ("random", "evolution", "rl", "parsec", "dpp", "nao", "optuna:nsga2", "optuna:tpe",
+              "optuna:gp")
 QUERY_CAP = {"optuna:gp": 100}  # queries a strategy is run to when the largest budget is more
 SEED_CAP: dict[str, int] = {}    # seeds a strategy is run with when more are asked for
 
