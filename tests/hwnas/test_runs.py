@@ -37,7 +37,9 @@ def _run(folder: RunFolder, name: str, budget: int, stop_after_batches: int | No
 @pytest.mark.parametrize("name, options", [("evolution", {"population": 10, "batch_size": 3}),
                                            ("dpp", {"initial": 6, "batch_size": 5, "trees": 8,
                                                     "pool_random": 32}),
-                                           ("optuna:tpe", {"batch_size": 3})])
+                                           ("optuna:tpe", {"batch_size": 3}),
+                                           ("rl", {"batch_size": 3, "memory_buffer": 5}),
+                                           ("parsec", {"batch_size": 4})])
 def test_resume_reproduces_uninterrupted_history(tmp_path, name, options):
     whole = RunFolder(tmp_path / "whole")
     whole.start(CONFIG, resume=False)
