@@ -34,6 +34,7 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "input_size": "input_
                      "max_rounds": "max_rounds", "margin": "margin", "supernet": "supernet",
                      "references": "references", "supernet_ckpt": "supernet_ckpt",
                      "sampler": "sampler", "supernet_epochs": "supernet_epochs",
+                     "search_strategy": "search_strategy",
                      "finetune_epochs": "finetune_epochs", "threads": "threads",
                      "second_order": "second_order",
                      "seed": "seed"}
@@ -73,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", help="how the supernet is trained: sandwich (BigNAS, default), "
                                      "uniform (SPOS), path_dropout (One-Shot), attentive "
                                      "(AttentiveNAS)")
+    g.add_argument("--search-strategy", metavar="NAME",
+                   help="how the trained supernet is searched: NSGA-II (default), or a strategy: "
+                        "rl (NAS-RL/MONAS controller), parsec, rsps (random search with parameter "
+                        "sharing), enas (with --sampler enas), evolution, ...")
     g.add_argument("--supernet-epochs", type=int, metavar="N",
                    help="epochs of supernet training (default: 450 steps of 64 images, 5 epochs "
                         "of cluttered-digits)")

@@ -3,7 +3,8 @@
 Train once (``hwnas.oneshot``: a weight-sharing supernet of the run's space trained
 with a sampler -- SPOS uniform by default -- into ``RUN/supernet.ckpt``, resumable),
 or reuse a trained one (``--supernet-ckpt``): a second device trains nothing. Then
-NSGA-II over inherited accuracy x the device predictor's latency
+NSGA-II (or the strategy --search-strategy names: hwnas.pipeline.oneshot_search) over
+inherited accuracy x the device predictor's latency
 (:mod:`hwnas.oneshot.search`) fills an archive that covers the whole latency range,
 and each budget takes the archive's most accurate network predicted under it. The
 chosen networks ship with inherited weights (fine-tuned ``--finetune-epochs``), and
@@ -162,8 +163,18 @@ class OneShotEngine(Engine):
             ranked = sorted(self.archive.accuracy, key=lambda a: -self.archive.accuracy[a])
             start = ranked[:32]
         began = time.perf_counter()
-        nsga2(self.state.space, self._accuracy, lambda archs: _predict(predictor, archs),
-              evaluations, seed=s.seed + self._searches, archive=self.archive, start=start)
+        if s.search_strategy is None:
+            nsga2(self.state.space, self._accuracy, lambda archs: _predict(predictor, archs),
+                  evaluations, seed=s.seed + self._searches, archive=self.archive, start=start)
+        else:
+            from hwnas.pipeline.oneshot_search import ArchiveEvaluator, search_with_strategy
+
+            checkpoint = s.supernet_ckpt or str(self.state.path(CHECKPOINT))
+            evaluator = ArchiveEvaluator(self.archive, self._accuracy,
+                                         lambda archs: _predict(predictor, archs),
+                                         self.trained_supernet(), self.state.data, checkpoint)
+            search_with_strategy(s.search_strategy, self.state.space, evaluator, evaluations,
+                                 s.seed + self._searches)
         self._searches += 1
         self._save_archive()
         self.state.say(f"  one-shot search: {len(self.archive)} architectures evaluated on the "

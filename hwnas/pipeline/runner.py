@@ -132,6 +132,15 @@ class Pipeline:
         from hwnas.oneshot.samplers import SAMPLERS
 
         SAMPLERS.get(settings.sampler)  # an unknown name: one sentence with the known ones
+        if settings.search_strategy is not None:
+            from hwnas import strategies
+
+            strategies.get(settings.search_strategy)  # an unknown name: one sentence
+            if settings.search_strategy == "enas" and not settings.supernet_ckpt \
+                    and settings.sampler != "enas":
+                raise BadSetting("--search-strategy enas samples from the controller ENAS trains "
+                                 "with the supernet: add --sampler enas (or pass a --supernet-ckpt "
+                                 "trained with it)")
         supernet = make_supernet(self.space, self.data.num_classes, self.input_size)
         if settings.supernet_ckpt:
             if not Path(settings.supernet_ckpt).is_file():

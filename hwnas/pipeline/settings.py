@@ -87,6 +87,8 @@ class PipelineSettings:
     supernet_epochs: int | None = None  # oneshot: epochs of supernet training (default: the
                                         # epochs of SUPERNET_STEPS steps: 5 on cluttered-digits)
     finetune_epochs: int = 1            # oneshot: fine-tune of each chosen network's inherited weights
+    search_strategy: str | None = None  # oneshot: stage two's strategy (None: NSGA-II; rl, parsec,
+                                        # rsps, enas or any registered strategy)
     threads: int | None = None          # oneshot: threads for training and evaluation (all cores)
     second_order: bool = False          # darts: DARTS' unrolled (second-order) alpha gradient
     seed: int = 0

@@ -74,10 +74,43 @@ def test_a_second_device_reuses_the_checkpoint_and_trains_nothing(first_run, tmp
         assert timing != json.loads((first[folder.name] / "timing.json").read_text())
 
 
+def test_enas_trains_its_controller_with_the_supernet_and_searches_with_it(tmp_path):
+    """--sampler enas trains the controller and the weights alternately; --search-strategy
+    enas then samples the archive from that controller (stage two through any strategy)."""
+    from hwnas.oneshot.enas import controller_from_checkpoint
+    from hwnas.pipeline import oneshot_search
+
+    out = tmp_path / "enas"
+    used = []
+    real = oneshot_search.search_with_strategy
+
+    def spy(name, *args, **kwargs):
+        used.append(name)
+        return real(name, *args, **kwargs)
+
+    oneshot_search.search_with_strategy = spy
+    try:
+        assert main(["search", *SMALL, "--device", macs_device.SPEC, "--out", str(out), *TINY,
+                     "--sampler", "enas", "--search-strategy", "enas"]) == 0
+    finally:
+        oneshot_search.search_with_strategy = real
+    assert used and set(used) == {"enas"}
+    assert len(pd.read_csv(out / "pareto.csv")) >= 1
+    config = json.loads((out / "config.json").read_text())["pipeline"]
+    assert config["sampler"] == "enas" and config["search_strategy"] == "enas"
+    from hwnas.oneshot import make_supernet
+    import spaces
+
+    space = spaces.get("nb201", C=4, N=1)
+    assert controller_from_checkpoint(str(out / "supernet.ckpt"), make_supernet(space, 10, 8))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--finetune-epochs", "-1"], "--finetune-epochs cannot be negative"),
     (["--sampler", "nope"], "unknown sampler 'nope'"),
     (["--supernet-ckpt", "/no/such.ckpt"], "not found"),
+    (["--search-strategy", "nope"], "unknown strategy 'nope'"),
+    (["--search-strategy", "enas"], "add --sampler enas"),
 ])
 def test_bad_oneshot_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "never"
