@@ -4,6 +4,10 @@ back from the checkpoint; the memory buffer is kept and replayed."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,10 @@ from hwnas.oneshot.enas import EnasSampler, controller_from_checkpoint
 from hwnas.oneshot.evaluate import batchnorms
 from hwnas.oneshot.training import train_supernet
 from spaces.core.errors import InvalidOption
-from tests.hwnas.oneshot.tiny_supernet import digits, tiny
+from hwnas.oneshot.checkpoint import read_meta
+from tests.hwnas.oneshot.tiny_supernet import digits, save_data, tiny
+
+ROOT = Path(__file__).resolve().parents[3]
 
 EPOCHS, BATCH = 2, 16  # 64 training digits: 4 steps an epoch, 8 in all
 OPTIONS = {"controller_every": 2, "controller_steps": 2, "controller_batch": 3,
@@ -85,3 +92,31 @@ def test_a_checkpoint_of_another_sampler_has_no_controller(tmp_path, data):
 def test_bad_options_are_refused(options):
     with pytest.raises(InvalidOption):
         EnasSampler(tiny(), **options)
+
+
+def test_sigkill_then_resume_restores_the_controller_and_its_rng(tmp_path, data):
+    """A training killed with SIGKILL mid-run (after two controller phases) and resumed ends
+    with the weights, controller, optimiser state, baseline and memory buffer of an
+    uninterrupted run: the controller's draws after the resume are the same ones."""
+    ckpt, log, out = tmp_path / "enas.ckpt", tmp_path / "steps.log", tmp_path / "final.pt"
+    save_data(data, tmp_path / "data.pt")
+    child = [sys.executable, "-m", "tests.hwnas.oneshot.tiny_supernet", "train",
+             "--sampler", "enas", "--sampler-options", json.dumps(OPTIONS),
+             "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--checkpoint", str(ckpt),
+             "--every", "3", "--log", str(log), "--out", str(out), "--data", str(tmp_path / "data.pt")]
+    killed = subprocess.run(child + ["--kill-after", "6"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert read_meta(ckpt)["step"] == 6
+    resumed = subprocess.run(child + ["--resume"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [int(s) for s in log.read_text().split()] == list(range(EPOCHS * 4))
+    whole = tiny()
+    straight = EnasSampler(whole, **OPTIONS)
+    train_supernet(whole, data, straight, epochs=EPOCHS, batch_size=BATCH)
+    assert _states_equal(torch.load(out, weights_only=True), whole.state_dict())
+    stored = controller_from_checkpoint(str(ckpt), tiny())
+    assert _states_equal(stored.controller.state_dict(), straight.controller.state_dict())
+    assert stored.trainer.baseline == straight.trainer.baseline
+    assert list(stored.trainer.buffer) == list(straight.trainer.buffer)

@@ -159,7 +159,7 @@ def _train_child(args: argparse.Namespace) -> None:
     train_supernet(supernet, child_data(args.data), args.sampler, epochs=args.epochs,
                    batch_size=args.batch_size, seed=args.seed, checkpoint=args.checkpoint,
                    resume=args.resume, every_steps=args.every, on_step=on_step,
-                   on_checkpoint=on_checkpoint)
+                   on_checkpoint=on_checkpoint, sampler_options=args.sampler_options)
     torch.save(supernet.state_dict(), args.out)
 
 
@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("train", "ddp"))
     parser.add_argument("--sampler", default="uniform")
+    parser.add_argument("--sampler-options", type=json.loads, default=None,
+                        help="the sampler's options as JSON (train mode)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
