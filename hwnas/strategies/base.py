@@ -161,6 +161,25 @@ class SearchContext:
             out += np.maximum(0.0, over) / abs(o.budget)
         return out
 
+    def constrained_rank(self, archs: Sequence[Arch], F: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Deb's constrained non-dominated rank and NSGA-II's crowding distance of ``archs``
+        (evaluated) on the searched objectives: architectures that break a budget rank
+        after every feasible one, ordered by their overshoot (crowding 0). ``F``: their
+        minimisation matrix when the caller has it. The one order evolution's tournaments
+        and the controllers' Pareto rewards use."""
+        if F is None:
+            frame = pd.DataFrame([self._known[a] for a in archs])
+            F = pareto.objective_matrix(frame, self.objectives)
+        violation = self.violation(archs)
+        rank, crowd = np.zeros(len(archs)), np.zeros(len(archs))
+        ok = violation == 0
+        if ok.any():
+            rank[ok], crowd[ok] = pareto.rank_and_crowding(F[ok])
+        worst = rank[ok].max() + 1 if ok.any() else 0
+        rank[~ok] = worst + 1 + violation[~ok]
+        return rank, crowd
+
     def _report(self) -> None:
         if self._bar is None:
             return

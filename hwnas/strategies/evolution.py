@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas import pareto, rewards
+from hwnas import rewards
 from hwnas.strategies.base import SearchContext, Strategy
 from spaces import Arch
 from spaces.errors import HwnasError
@@ -67,16 +67,7 @@ class RegularizedEvolution(Strategy):
                 score = -ctx.searched[0].to_min(metrics[ctx.searched[0].name])
             return np.column_stack([-score])
         F = np.column_stack([o.to_min(metrics[o.name]) for o in ctx.searched])
-        violation = ctx.violation(members)
-        rank = np.empty(len(members))
-        crowd = np.zeros(len(members))
-        ok = violation == 0
-        if ok.any():
-            r, c = pareto.rank_and_crowding(F[ok])
-            rank[ok], crowd[ok] = r, c
-        # infeasible members after every feasible rank, by overshoot
-        worst = rank[ok].max() + 1 if ok.any() else 0
-        rank[~ok] = worst + 1 + violation[~ok]
+        rank, crowd = ctx.constrained_rank(members, F)  # infeasible ones last, by overshoot
         return np.column_stack([rank, -crowd])
 
     def _winner(self, ctx: SearchContext, pop: list[Arch]) -> Arch:

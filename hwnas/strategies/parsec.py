@@ -82,7 +82,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hwnas import pareto, rewards
+from hwnas import rewards
 from hwnas.strategies.base import BatchCallback, SearchContext, SearchResult, Strategy
 from spaces import Arch, Space
 from spaces.errors import HwnasError
@@ -269,15 +269,7 @@ class PARSECStrategy(Strategy):
         n = len(known)
         if n == 1:
             return np.ones(1)
-        violation = ctx.violation(known)
-        ok = violation == 0
-        rank = np.zeros(n)
-        crowd = np.zeros(n)
-        if ok.any():
-            r, c = pareto.rank_and_crowding(F[ok])
-            rank[ok], crowd[ok] = r, c
-        worst = rank[ok].max() + 1 if ok.any() else 0
-        rank[~ok] = worst + 1 + violation[~ok]
+        rank, crowd = ctx.constrained_rank(known, F)
         order = np.lexsort((-crowd, rank))  # primary key: rank; then larger crowding first
         quantile = np.empty(n)
         quantile[order] = 1.0 - np.arange(n) / (n - 1)

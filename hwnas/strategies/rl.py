@@ -101,7 +101,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hwnas import pareto, rewards
+from hwnas import rewards
 from hwnas.controllers import LSTMController, Reinforce
 from hwnas.strategies.base import BatchCallback, SearchContext, SearchResult, Strategy
 from spaces import Arch, Space
@@ -179,15 +179,7 @@ class RLStrategy(Strategy):
         """Each of ``archs``' place in the constrained rank-and-crowding order of every
         evaluated architecture, mapped to [0, 1] (1 = best)."""
         known, F = ctx.evaluated()
-        violation = ctx.violation(known)
-        rank = np.zeros(len(known))
-        crowd = np.zeros(len(known))
-        ok = violation == 0
-        if ok.any():
-            r, c = pareto.rank_and_crowding(F[ok])
-            rank[ok], crowd[ok] = r, c
-        worst = rank[ok].max() + 1 if ok.any() else 0
-        rank[~ok] = worst + 1 + violation[~ok]
+        rank, crowd = ctx.constrained_rank(known, F)
         # lexicographic (rank, -crowding); equal keys share the better place
         keys = np.column_stack([rank, -np.nan_to_num(crowd, posinf=np.finfo(float).max)])
         order = np.lexsort((keys[:, 1], keys[:, 0]))
