@@ -334,6 +334,20 @@ def cases() -> list[Case]:
         "search", "--out", str(damage(e.copy("run"), "history.csv", b"")), "--resume",
         "--queries", "30", "--no-progress"], contains="history.csv is empty"))
     add(Case("search", "--queries 0", lambda e: [*tab, "--queries", "0", "--out", f(e, "run")]))
+    # controllers (issue 30)
+    add(Case("search", "rl --memory-buffer 0", lambda e: [
+        *tab, "--strategy", "rl", "--memory-buffer", "0", "--out", f(e, "run")]))
+    add(Case("search", "rl --entropy-weight -1", lambda e: [
+        *tab, "--strategy", "rl", "--entropy-weight", "-1", "--out", f(e, "run")]))
+    add(Case("search", "rl --reward that does not exist", lambda e: [
+        *tab, "--strategy", "rl", "--reward", "nope", "--out", f(e, "run")], contains="unknown reward"))
+    add(Case("search", "enas without a supernet", lambda e: [
+        *tab, "--strategy", "enas", "--out", f(e, "run")], contains="--evaluator oneshot"))
+    add(Case("search", "evolution --memory-buffer 5", lambda e: [
+        *tab, "--strategy", "evolution", "--memory-buffer", "5", "--out", f(e, "run")]))
+    add(Case("supernet", "train --sampler uniform --memory-buffer 5", lambda e: [
+        "supernet", "train", "--space", "nb201", "--sampler", "uniform", "--memory-buffer", "5",
+        "-o", f(e, "s.ckpt")], contains="has no controller"))
     add(Case("search", "--seed -1", lambda e: [*tab, "--seed", "-1", "--out", f(e, "run")]))
     add(Case("search", "full disk: no partial run folder", lambda e: [
         *tab, "--out", str(e.disk_dir / "run")], disk="zero", fault="nofree", contains="free"))
