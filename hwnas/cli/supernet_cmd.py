@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--dataset", default="digits", help="dataset (default digits)")
     train.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
     train.add_argument("--max-samples", type=int, metavar="N", help="use at most N images")
-    train.add_argument("--sampler", default="sandwich",
+    train.add_argument("--objective", default="labels",
+                       help="labels (default) or pi: Pi-NAS, no labels -- two sampled paths on two "
+                            "augmented views agree with a mean teacher (uniform sampler)")
+    train.add_argument("--sampler", default=None,
                        help="sandwich (BigNAS, default), uniform (SPOS), path_dropout (One-Shot), "
                             "attentive (AttentiveNAS), enas (ENAS: an LSTM controller trained "
                             "alternately with the weights), parsec (PARSEC: a learned "
@@ -124,12 +127,19 @@ def _train(args: argparse.Namespace) -> int:
     from hwnas.oneshot.distributed import context, shutdown
     from hwnas.oneshot.samplers import SAMPLERS
     from hwnas.oneshot.training import train_supernet
+    from spaces.errors import InvalidOption
 
     _checks.at_least("--epochs", args.epochs, 1, 100_000)
     _checks.at_least("--batch-size", args.batch_size, 2, 65_536)
     _checks.seed("--seed", args.seed)
     _checks.input_size("--input-size", args.input_size)
     _checks.count("--max-samples", args.max_samples)
+    if args.objective not in ("labels", "pi"):
+        raise InvalidOption(f"unknown --objective {args.objective!r}: choose labels or pi")
+    args.sampler = args.sampler or ("uniform" if args.objective == "pi" else "sandwich")
+    if args.objective == "pi" and args.sampler != "uniform":
+        raise InvalidOption(f"--objective pi samples its two paths uniformly: leave --sampler out "
+                            f"or pass uniform, not {args.sampler}")
     SAMPLERS.get(args.sampler)  # an unknown sampler: one sentence naming the known ones
     sampler_options = _sampler_options(args)
     name = args.space or "fbnetv2"
@@ -143,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train_supernet(supernet, data, args.sampler, args.epochs, batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, checkpoint=args.output,
                             resume=args.resume, every_steps=args.every_steps,
-                            sampler_options=sampler_options)
+                            sampler_options=sampler_options, objective=args.objective)
     main_rank = context().is_main
     shutdown()  # every rank leaves the data-parallel group together (no-op in one process)
     if not main_rank:

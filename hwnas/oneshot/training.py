@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.evaluators.datasets import DataSplit
-from hwnas.oneshot import distributed
+from hwnas.oneshot import distributed, pinas
 from hwnas.oneshot.base import OneShotSupernet
 from hwnas.oneshot.checkpoint import (check_compatible, check_resumable, load_checkpoint,
                                       load_weights, save_checkpoint, supernet_meta)
@@ -185,7 +185,8 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                    grad_clip: float | None = None, sampler_options: Mapping[str, Any] | None = None,
                    checkpoint: str | Path | None = None, resume: bool = False,
                    every_steps: int | None = None, on_step: StepHook | None = None,
-                   on_checkpoint: CheckpointHook | None = None) -> TrainResult:
+                   on_checkpoint: CheckpointHook | None = None, objective: str = "labels",
+                   objective_options: Mapping[str, Any] | None = None) -> TrainResult:
     """Train ``supernet`` in place on ``data.x_train`` for ``epochs`` epochs.
 
     ``sampler`` is a :class:`Sampler` or a name in :data:`~hwnas.oneshot.samplers.SAMPLERS`
@@ -199,9 +200,25 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
     environment) or in a process group already joined, it trains data-parallel. A fresh
     run seeds torch, numpy and Python's ``random`` from ``seed``; a resumed one restores
     their states from the checkpoint.
+
+    ``objective`` "labels" trains on cross-entropy (and distillation) of the sampler's
+    plan; "pi" is Pi-NAS (:mod:`hwnas.oneshot.pinas`): no labels, two uniformly sampled
+    paths on two views agreeing with a mean teacher (``objective_options``: momentum,
+    temperature, in_batch), the teacher EMA-updated after each optimiser step and saved
+    in the checkpoint. "pi" needs the "uniform" sampler and a single process.
     """
     ctx = distributed.init_from_env()  # the group torchrun describes, or one already joined
     _check_inputs(supernet, data, epochs, batch_size, lr, seed, ctx)
+    if objective not in ("labels", "pi"):
+        raise InvalidOption(f"unknown training objective {objective!r}: choose 'labels' or 'pi'")
+    if objective == "labels" and objective_options:
+        raise InvalidOption("objective options go with the 'pi' objective, not 'labels'")
+    pi = pinas.pi_options(objective_options) if objective == "pi" else None
+    if pi is not None and ctx.active:
+        raise InvalidOption("the 'pi' objective trains in a single process only, not "
+                            "data-parallel")
+    if pi is not None and not pi["temperature"] > 0:
+        raise InvalidOption(f"the pi temperature must be positive, got {pi['temperature']!r}")
     if every_steps is not None and (isinstance(every_steps, bool) or int(every_steps) < 1):
         raise InvalidOption(f"checkpoints need every_steps >= 1, got {every_steps!r}")
     if resume and checkpoint is None:
@@ -219,6 +236,9 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         raise InvalidOption("sampler options go with a sampler name, not a built sampler")
     elif sampler.supernet is not supernet:
         raise InvalidOption("the sampler was built for another supernet than the one to train")
+    if pi is not None and sampler.name != "uniform":
+        raise InvalidOption(f"the 'pi' objective samples its two paths uniformly, so it needs "
+                            f"the 'uniform' sampler, not {sampler.name!r}")
     sampler.bind(data)
 
     steps_per_epoch = len(data.y_train) // batch_size
@@ -226,16 +246,19 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
     settings = {"sampler": sampler.describe(), "epochs": epochs, "batch_size": batch_size,
                 "lr": float(lr), "momentum": float(momentum), "weight_decay": float(weight_decay),
                 "nesterov": bool(nesterov), "grad_clip": grad_clip, "seed": int(seed),
-                "steps_per_epoch": steps_per_epoch}
+                "steps_per_epoch": steps_per_epoch,
+                "objective": "labels" if pi is None else {"name": "pi", **pi}}
     meta = {**supernet_meta(supernet, data.name), **settings, "total_steps": total,
             "world_size": ctx.world_size, "data": data.describe()}
 
     optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    teacher = pinas.MeanTeacher(supernet, pi["momentum"]) if pi is not None else None
     start = 0
     if path is not None and resume and path.exists():
-        start = _resume(path, supernet, data.name, settings, optimizer, scheduler, sampler)
+        start = _resume(path, supernet, data.name, settings, optimizer, scheduler, sampler,
+                        teacher)
     else:
         if resume and ctx.is_main:
             log.info("no checkpoint at %s yet: starting afresh", path)
@@ -250,6 +273,8 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
                  "rng": rng_state(), "step": done, "epoch": done // steps_per_epoch}
+        if teacher is not None:
+            state["teacher"] = teacher.state_dict()
         save_checkpoint(path, {**meta, "step": done}, state)
         log.debug("checkpoint after step %d of %d: %s", done, total, path)
         if on_checkpoint is not None:
@@ -272,15 +297,29 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                        steps_per_epoch):
             g = epoch * steps_per_epoch + i
             idx = distributed.shard(order[i * batch_size:(i + 1) * batch_size], ctx)
-            x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
-            plan = check_plan(sampler.plan(g, total, step_rng(seed, g), (x, y)))
-            distributed.check_same(" | ".join(s.key() for s in plan), f"step {g}'s plan", ctx)
-            optimizer.zero_grad(set_to_none=True)
-            losses = run_plan(model, supernet, plan, x, y, ctx)
+            if pi is not None:  # Pi-NAS: the labels are never read
+                assert teacher is not None
+                x, rng = data.x_train[idx].to(device), step_rng(seed, g)
+                plan = [Step(arch=supernet.space.sample(rng)) for _ in range(2)]  # paths A, B
+                optimizer.zero_grad(set_to_none=True)
+                loss = pinas.pi_step(supernet, teacher, x, rng, temperature=pi["temperature"],
+                                     in_batch=pi["in_batch"], model=model,
+                                     archs=[s.arch for s in plan])
+                loss.backward()
+                losses = [float(loss.detach())]
+            else:
+                x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
+                plan = check_plan(sampler.plan(g, total, step_rng(seed, g), (x, y)))
+                distributed.check_same(" | ".join(s.key() for s in plan), f"step {g}'s plan",
+                                       ctx)
+                optimizer.zero_grad(set_to_none=True)
+                losses = run_plan(model, supernet, plan, x, y, ctx)
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
             optimizer.step()
             scheduler.step()
+            if teacher is not None:
+                teacher.update(supernet)
             last_loss = next((loss for loss, s in zip(losses, plan) if not s.distill), losses[0])
             epoch_losses.append(last_loss)
             if on_step is not None:
@@ -296,14 +335,22 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
 
 
 def _resume(path: Path, supernet: OneShotSupernet, dataset: str, settings: Mapping[str, Any],
-            optimizer: torch.optim.Optimizer, scheduler: Any, sampler: Sampler) -> int:
+            optimizer: torch.optim.Optimizer, scheduler: Any, sampler: Sampler,
+            teacher: pinas.MeanTeacher | None = None) -> int:
     """Load everything a checkpoint holds; returns the number of steps it had done."""
     # on the CPU: load_state_dict copies into the parameters' device, and the RNG states
     # must be CPU tensors wherever the run trains
     meta, state = load_checkpoint(path, map_location="cpu")
     check_compatible(meta, supernet, dataset, path)
     check_resumable(meta, settings, path)
+    # older checkpoints carry no objective: they trained on labels
+    if meta.get("objective", "labels") != settings["objective"]:
+        raise InvalidOption(f"cannot resume from {path}: it was started with objective="
+                            f"{meta.get('objective', 'labels')!r}, not {settings['objective']!r}; "
+                            f"pass the same setting or start afresh without resume")
     load_weights(supernet, state, path)
+    if teacher is not None:
+        teacher.load_state_dict(state["teacher"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state.get("sampler", {}))

@@ -85,3 +85,20 @@ def test_resume_continues_a_finished_training_without_repeating_it(checkpoint, t
                  "-o", str(copy), "--resume", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["resumed_at_step"] == out["steps"]  # every step was done: nothing ran again
+
+
+def test_objective_pi_trains_without_labels_and_refuses_a_labelled_sampler(tmp_path, capsys):
+    from hwnas.oneshot.checkpoint import read_meta
+
+    path = tmp_path / "pi.ckpt"
+    assert main(["supernet", "train", *SMALL, "--epochs", "1", "--max-samples", "256",
+                 "--objective", "pi", "-o", str(path)]) == 0
+    meta = read_meta(path)
+    assert meta["objective"]["name"] == "pi" and meta["sampler"]["name"] == "uniform"
+    for extra, words in ((["--objective", "pi", "--sampler", "sandwich"], "leave --sampler out"),
+                         (["--objective", "nope"], "unknown --objective")):
+        capsys.readouterr()
+        out = tmp_path / "never.ckpt"
+        assert main(["supernet", "train", *SMALL, *extra, "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and not out.exists()
