@@ -34,7 +34,9 @@ MAX_HEADER = 1 << 20
 # Settings a resumed run must share with the run that wrote the checkpoint: with any
 # other value the rest of the run would not be the run that was started.
 RESUME_SETTINGS = ("sampler", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                   "nesterov", "grad_clip", "seed", "steps_per_epoch")
+                   "nesterov", "grad_clip", "seed", "steps_per_epoch", "objective")
+#: What a checkpoint written before a setting existed trained with.
+RESUME_DEFAULTS = {"objective": "labels"}
 
 
 def supernet_meta(supernet: OneShotSupernet, dataset: str | None) -> dict[str, Any]:
@@ -153,9 +155,10 @@ def check_resumable(meta: Mapping[str, Any], settings: Mapping[str, Any], path: 
     """InvalidOption (one sentence) if a training setting differs from the run that wrote
     the checkpoint."""
     for name in RESUME_SETTINGS:
-        if name in settings and meta.get(name) != settings[name]:
+        stored = meta.get(name, RESUME_DEFAULTS.get(name))
+        if name in settings and stored != settings[name]:
             raise InvalidOption(f"cannot resume from {path}: it was started with {name}="
-                                f"{meta.get(name)!r}, not {settings[name]!r}; pass the same "
+                                f"{stored!r}, not {settings[name]!r}; pass the same "
                                 f"setting or start afresh without resume")
 
 

@@ -129,27 +129,36 @@ def inherited_accuracy(supernet: OneShotSupernet, arch: Arch, data: DataSplit,
     return recalibrated_accuracy(module, data, calib_batches, batch_size, seed)
 
 
+@contextlib.contextmanager
+def scoring(supernet: OneShotSupernet) -> Iterator[None]:
+    """Score architectures with the shared weights as they are and leave no trace: train
+    mode (BN normalises with the minibatch's statistics) with every running statistic put
+    back, and the active architecture and train/eval mode restored afterwards."""
+    previous = supernet._active
+    was_training = supernet.training
+    try:
+        with kept_bn_stats(supernet):
+            supernet.train()
+            yield
+    finally:
+        supernet.train(was_training)
+        if previous is not None:
+            supernet.set_active(previous)
+
+
 @torch.no_grad()
 def shared_weight_accuracy(supernet: OneShotSupernet, archs: Sequence[Arch], x: torch.Tensor,
                            y: torch.Tensor) -> np.ndarray:
-    """Each architecture's accuracy (a fraction) on one minibatch with the shared weights as
-    they are: BN normalises with the minibatch's statistics and every running statistic is
-    put back, and the active architecture and train/eval mode are restored. The cheap
-    estimate of ENAS's reward and of RSPS's screening -- milliseconds, not the seconds of
-    :func:`inherited_accuracy`'s recalibration."""
+    """Each architecture's accuracy (a fraction) on one minibatch with the shared weights
+    (:func:`scoring`): the cheap estimate of ENAS's reward and of RSPS's screening --
+    milliseconds, not the seconds of :func:`inherited_accuracy`'s recalibration."""
     device = _device_of(supernet)
     x, y = x.to(device), y.to(device)
-    previous = supernet._active
-    was_training = supernet.training
     out = []
-    with kept_bn_stats(supernet):
-        supernet.train()
+    with scoring(supernet):
         for arch in archs:
             supernet.set_active(arch)
             out.append(float((supernet(x).argmax(1) == y).float().mean()))
-    supernet.train(was_training)
-    if previous is not None:
-        supernet.set_active(previous)
     return np.asarray(out, dtype=float)
 
 
@@ -220,4 +229,5 @@ class OneShotEvaluator(ComposedEvaluator):
 
 
 __all__ = ["OneShotEvaluator", "accuracy", "batchnorms", "calibration_batches",
-           "inherited_accuracy", "kept_bn_stats", "recalibrate_bn", "shared_weight_accuracy"]
+           "inherited_accuracy", "kept_bn_stats", "recalibrate_bn", "scoring",
+           "shared_weight_accuracy"]

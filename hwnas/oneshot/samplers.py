@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from hwnas.oneshot import distributed
 from hwnas.oneshot.base import OneShotSupernet
-from hwnas.oneshot.evaluate import kept_bn_stats
+from hwnas.oneshot.evaluate import scoring
 from spaces import Arch, Space
 from spaces.core import Registry
 from spaces.core.errors import Incompatible, InvalidOption
@@ -432,17 +432,11 @@ def minibatch_losses(supernet: OneShotSupernet, archs: Sequence[Arch], batch: Ba
     afterwards, so scoring leaves no trace. In a data-parallel run the losses are
     averaged over the ranks, so every rank ranks the candidates alike."""
     x, y = batch
-    previous = supernet.active if supernet._active is not None else None
-    was_training = supernet.training
     losses = torch.zeros(len(archs), dtype=torch.float64, device=x.device)
-    with kept_bn_stats(supernet):
-        supernet.train()
+    with scoring(supernet):
         for i, arch in enumerate(archs):
             supernet.set_active(arch)
             losses[i] = F.cross_entropy(supernet(x), y).double()
-    supernet.train(was_training)
-    if previous is not None:
-        supernet.set_active(previous)
     return distributed.mean_over_ranks(losses).cpu().numpy()
 
 

@@ -342,12 +342,7 @@ def _resume(path: Path, supernet: OneShotSupernet, dataset: str, settings: Mappi
     # must be CPU tensors wherever the run trains
     meta, state = load_checkpoint(path, map_location="cpu")
     check_compatible(meta, supernet, dataset, path)
-    check_resumable(meta, settings, path)
-    # older checkpoints carry no objective: they trained on labels
-    if meta.get("objective", "labels") != settings["objective"]:
-        raise InvalidOption(f"cannot resume from {path}: it was started with objective="
-                            f"{meta.get('objective', 'labels')!r}, not {settings['objective']!r}; "
-                            f"pass the same setting or start afresh without resume")
+    check_resumable(meta, settings, path)  # the objective too (older checkpoints: labels)
     load_weights(supernet, state, path)
     if teacher is not None:
         teacher.load_state_dict(state["teacher"])

@@ -3,28 +3,18 @@ checkpoint, keeps learning from the run's rewards, and refuses a checkpoint with
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from hwnas.evaluators.latency_sources import LatencySource
 from hwnas.objectives import parse_objectives
 from hwnas.oneshot.enas import controller_from_checkpoint
 from hwnas.oneshot.evaluate import OneShotEvaluator
 from hwnas.oneshot.training import train_supernet
 from hwnas.strategies.enas import EnasStrategy
 from spaces.errors import HwnasError
-from tests.hwnas.oneshot.tiny_supernet import TinySupernet, digits, tiny
+from tests.hwnas.oneshot.tiny_supernet import FakeLatency, TinySupernet, digits, tiny
 
 OPTIONS = {"controller_every": 2, "controller_steps": 2, "controller_batch": 3,
            "reward_batch": 16, "hidden": 8, "memory_buffer": 5}
-
-
-class FakeLatency(LatencySource):
-    def latency_ms(self, archs):
-        return np.asarray([1.0 + sum(a.choices) for a in archs])
-
-    def describe(self):
-        return {"source": "fake"}
 
 
 @pytest.fixture(scope="module")

@@ -13,25 +13,17 @@ from hwnas.evaluators.base import Evaluator
 from hwnas.objectives import parse_objectives
 from hwnas.strategies.base import SearchContext
 from hwnas.strategies.parsec import Categoricals, PARSECStrategy, importance_weights
-from spaces import Arch, Decision, HwnasError, Space
+from spaces import Arch, Decision, HwnasError
+from tests.hwnas.test_strategies import GridSpace
 
 TARGET = (2, 0, 3, 1, 2, 3)
 
 
-class HexSpace(Space):
+class HexSpace(GridSpace):
     """6 decisions x 4 options = 4096 archs; no rules, no network."""
 
     name = "hex"
     decisions = tuple(Decision(f"d{i}", ("a", "b", "c", "d")) for i in range(6))
-
-    def to_string(self, arch):
-        return "-".join(map(str, self.validate(arch).choices))
-
-    def from_string(self, text):
-        return self.arch([int(t) for t in text.split("-")])
-
-    def _build(self, arch, num_classes, input_size):  # pragma: no cover - never built
-        raise NotImplementedError
 
 
 class MatchEvaluator(Evaluator):

@@ -7,22 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwnas.evaluators.latency_sources import LatencySource
 from hwnas.objectives import parse_objectives
 from hwnas.oneshot.evaluate import OneShotEvaluator
 from hwnas.oneshot.training import train_supernet
 from hwnas.strategies import rsps
 from hwnas.strategies.rsps import RSPSStrategy
 from spaces.errors import HwnasError
-from tests.hwnas.oneshot.tiny_supernet import digits, tiny
-
-
-class FakeLatency(LatencySource):
-    def latency_ms(self, archs):
-        return np.asarray([1.0 + sum(a.choices) for a in archs])
-
-    def describe(self):
-        return {"source": "fake"}
+from tests.hwnas.oneshot.tiny_supernet import FakeLatency, digits, tiny
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,17 @@ accuracy, latency and costs, memoised, and refuses a supernet of another space."
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from hwnas.evaluators import get as get_evaluator
 from hwnas.evaluators.cache import CachedEvaluator
-from hwnas.evaluators.latency_sources import LatencySource
 from hwnas.oneshot import evaluate
 from hwnas.oneshot.evaluate import (OneShotEvaluator, accuracy, calibration_batches,
                                     inherited_accuracy, recalibrate_bn)
 from hwnas.oneshot.training import train_supernet
 from spaces.core.errors import Incompatible
-from tests.hwnas.oneshot.tiny_supernet import TinySpace, TinySupernet, digits, tiny
+from tests.hwnas.oneshot.tiny_supernet import FakeLatency, TinySpace, TinySupernet, digits, tiny
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +69,6 @@ def test_inherited_accuracy_equals_the_extracted_network_and_leaves_no_trace(tra
     assert 0.0 <= acc <= 100.0
     # the same call twice gives the same number (fixed calibration batches)
     assert inherited_accuracy(trained, arch, data, calib_batches=2, batch_size=16) == acc
-
-
-class FakeLatency(LatencySource):
-    def latency_ms(self, archs):
-        return np.asarray([1.0 + sum(a.choices) for a in archs])
-
-    def describe(self):
-        return {"kind": "fake"}
 
 
 def test_oneshot_evaluator_serves_memoised_metrics(trained, data, monkeypatch, tmp_path):

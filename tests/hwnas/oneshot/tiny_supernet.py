@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from hwnas.evaluators.latency_sources import LatencySource
 
 from hwnas.oneshot.base import OneShotSupernet
 from spaces import Arch, Decision, Space
@@ -137,6 +140,16 @@ def child_data(path: str | None):
     from hwnas.evaluators.datasets import DataSplit
 
     return digits() if path is None else DataSplit(**torch.load(path, weights_only=True))
+
+
+class FakeLatency(LatencySource):
+    """A latency source for tests: 1 ms plus the sum of the option indices (cheap)."""
+
+    def latency_ms(self, archs):
+        return np.asarray([1.0 + sum(a.choices) for a in archs])
+
+    def describe(self):
+        return {"kind": "fake"}
 
 
 # -- child processes ------------------------------------------------------------------------
