@@ -53,7 +53,7 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None = N
         s["preset"] = "tiny"
     s["evaluator"] = s["evaluator"] or ("tabular" if s["space"] == "nb201" else "train")
     tabular = s["evaluator"] == "tabular"
-    if s["evaluator"] != "oneshot":  # the one-shot evaluator takes its checkpoint's dataset
+    if s["evaluator"] not in ("oneshot", "smash"):  # these take their checkpoint's dataset
         s["dataset"] = s["dataset"] or ("cifar10" if tabular else "digits")
     s["objective"] = s["objective"] or ["accuracy", "latency_ms"]
     s["budget"] = list(s["budget"] or [])
@@ -173,7 +173,7 @@ def _evaluator(s: dict[str, Any], space, metrics: list[str]):
                                       num_classes=data.num_classes) if need_latency else None
         return TrainEvaluator(space, metrics, data, epochs=s["epochs"], seed=s["seed"],
                               latency=latency, input_size=s["input_size"])
-    if s["evaluator"] == "oneshot":
+    if s["evaluator"] in ("oneshot", "smash"):
         return _oneshot_evaluator(s, space, metrics, need_latency)
     from hwnas import evaluators
 
@@ -182,26 +182,44 @@ def _evaluator(s: dict[str, Any], space, metrics: list[str]):
 
 
 def _oneshot_evaluator(s: dict[str, Any], space, metrics: list[str], need_latency: bool):
-    """Inherited accuracy from a trained supernet checkpoint (hwnas supernet train)."""
+    """Inherited accuracy from a trained supernet checkpoint (hwnas supernet train), or
+    with ``--evaluator smash`` the accuracy with the weights a SMASH hypernetwork
+    generates (hwnas supernet train --objective smash)."""
+    from hwnas.cli.supernet_cmd import objective_name
     from hwnas.evaluators import datasets
     from hwnas.evaluators.latency_sources import make_latency_source
     from hwnas.oneshot.checkpoint import read_meta
     from hwnas.oneshot.evaluate import OneShotEvaluator
-    from spaces.errors import HwnasError
+    from spaces.errors import HwnasError, Incompatible
 
+    which = s["evaluator"]
     path = s.get("supernet_ckpt")
     if not path:
-        raise HwnasError("--evaluator oneshot needs a trained supernet: --supernet-ckpt FILE "
-                         "(hwnas supernet train ... -o FILE)")
+        train = "hwnas supernet train" + (" --objective smash" if which == "smash" else "")
+        raise HwnasError(f"--evaluator {which} needs a trained supernet: --supernet-ckpt FILE "
+                         f"({train} ... -o FILE)")
     if not Path(path).is_file():
         raise HwnasError(f"--supernet-ckpt {path} not found")
     meta = read_meta(path)
+    trained = objective_name(meta)
+    if which == "smash" and trained != "smash":
+        raise Incompatible(f"--evaluator smash needs a checkpoint of hwnas supernet train "
+                           f"--objective smash, but {path} was trained with the {trained} "
+                           f"objective: evaluate it with --evaluator oneshot")
+    if which == "oneshot" and trained == "smash":
+        raise Incompatible(f"{path} holds a SMASH hypernetwork, whose candidates' weights are "
+                           f"generated, not shared: evaluate it with --evaluator smash")
     size = s["input_size"] or int(meta["input_size"])
     data = datasets.load(s["dataset"] or meta["dataset"], size, space.in_channels,
                          root=s["data_root"], max_samples=s["max_samples"], seed=s["seed"])
     latency = make_latency_source(space, table=s["device_table"], predictor=s["predictor"],
                                   device=s["device"], input_size=s["input_size"],
                                   num_classes=data.num_classes) if need_latency else None
+    if which == "smash":
+        from hwnas.oneshot.smash import SmashEvaluator
+
+        return SmashEvaluator.from_checkpoint(path, space, metrics, data, latency=latency,
+                                              input_size=size, seed=s["seed"])
     return OneShotEvaluator.from_checkpoint(path, space, metrics, data, latency=latency,
                                             input_size=size, seed=s["seed"])
 

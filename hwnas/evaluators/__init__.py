@@ -14,6 +14,7 @@ EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", {
     "tabular": "hwnas.evaluators.tabular:TabularEvaluator",
     "train": "hwnas.evaluators.train:TrainEvaluator",
     "oneshot": "hwnas.oneshot.evaluate:OneShotEvaluator",
+    "smash": "hwnas.oneshot.smash:SmashEvaluator",
 })
 names, get, register = EVALUATORS.names, EVALUATORS.get, EVALUATORS.register
 

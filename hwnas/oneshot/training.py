@@ -205,15 +205,29 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
     plan; "pi" is Pi-NAS (:mod:`hwnas.oneshot.pinas`): no labels, two uniformly sampled
     paths on two views agreeing with a mean teacher (``objective_options``: momentum,
     temperature, in_batch), the teacher EMA-updated after each optimiser step and saved
-    in the checkpoint. "pi" needs the "uniform" sampler and a single process.
+    in the checkpoint. "smash" is SMASH (:mod:`hwnas.oneshot.smash`): a hypernetwork
+    generates the supernet's weight tensors from each step's uniformly sampled
+    architecture and is trained through them, with the supernet's BN and bias parameters
+    (``objective_options``: hidden); the hypernetwork is saved in the checkpoint as
+    "hyper". "pi" and "smash" need the "uniform" sampler and a single process.
     """
     ctx = distributed.init_from_env()  # the group torchrun describes, or one already joined
     _check_inputs(supernet, data, epochs, batch_size, lr, seed, ctx)
-    if objective not in ("labels", "pi"):
-        raise InvalidOption(f"unknown training objective {objective!r}: choose 'labels' or 'pi'")
+    if objective not in ("labels", "pi", "smash"):
+        raise InvalidOption(f"unknown training objective {objective!r}: choose 'labels', 'pi' "
+                            f"or 'smash'")
     if objective == "labels" and objective_options:
-        raise InvalidOption("objective options go with the 'pi' objective, not 'labels'")
+        raise InvalidOption("objective options go with the 'pi' or 'smash' objective, not "
+                            "'labels'")
     pi = pinas.pi_options(objective_options) if objective == "pi" else None
+    sm = None
+    if objective == "smash":
+        from hwnas.oneshot import smash
+
+        sm = smash.smash_options(supernet.space, objective_options)  # NoSupernet: no SMASH
+        if ctx.active:
+            raise InvalidOption("the 'smash' objective trains in a single process only, not "
+                                "data-parallel")
     if pi is not None and ctx.active:
         raise InvalidOption("the 'pi' objective trains in a single process only, not "
                             "data-parallel")
@@ -239,6 +253,9 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
     if pi is not None and sampler.name != "uniform":
         raise InvalidOption(f"the 'pi' objective samples its two paths uniformly, so it needs "
                             f"the 'uniform' sampler, not {sampler.name!r}")
+    if sm is not None and sampler.name != "uniform":
+        raise InvalidOption(f"the 'smash' objective samples one architecture a step uniformly, "
+                            f"so it needs the 'uniform' sampler, not {sampler.name!r}")
     sampler.bind(data)
 
     steps_per_epoch = len(data.y_train) // batch_size
@@ -247,18 +264,24 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                 "lr": float(lr), "momentum": float(momentum), "weight_decay": float(weight_decay),
                 "nesterov": bool(nesterov), "grad_clip": grad_clip, "seed": int(seed),
                 "steps_per_epoch": steps_per_epoch,
-                "objective": "labels" if pi is None else {"name": "pi", **pi}}
+                "objective": ({"name": "pi", **pi} if pi is not None
+                              else {"name": "smash", **sm} if sm is not None else "labels")}
     meta = {**supernet_meta(supernet, data.name), **settings, "total_steps": total,
             "world_size": ctx.world_size, "data": data.describe()}
 
-    optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum,
+    # SMASH trains the hypernetwork and the supernet's non-generated parameters; the
+    # generated tensors keep their initial values (the hypernetwork's heads start there)
+    hyper = smash.HyperNetwork(supernet, sm["hidden"]) if sm is not None else None
+    trained = (hyper.trained_parameters(supernet) if hyper is not None
+               else list(supernet.parameters()))
+    optimizer = torch.optim.SGD(trained, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     teacher = pinas.MeanTeacher(supernet, pi["momentum"]) if pi is not None else None
     start = 0
     if path is not None and resume and path.exists():
         start = _resume(path, supernet, data.name, settings, optimizer, scheduler, sampler,
-                        teacher)
+                        teacher, hyper)
     else:
         if resume and ctx.is_main:
             log.info("no checkpoint at %s yet: starting afresh", path)
@@ -275,6 +298,8 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                  "rng": rng_state(), "step": done, "epoch": done // steps_per_epoch}
         if teacher is not None:
             state["teacher"] = teacher.state_dict()
+        if hyper is not None:
+            state["hyper"] = hyper.state_dict()
         save_checkpoint(path, {**meta, "step": done}, state)
         log.debug("checkpoint after step %d of %d: %s", done, total, path)
         if on_checkpoint is not None:
@@ -287,6 +312,8 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         return TrainResult(total, start, None, 0.0, path)
     model = distributed.wrap(supernet, ctx)
     supernet.train()
+    if hyper is not None:
+        hyper.train()
     log.info("training the %s supernet: %d epochs x %d steps, sampler %s, %d process(es)%s",
              supernet.space.key, epochs, steps_per_epoch, sampler.name, ctx.world_size,
              f", resumed after step {start}" if start else "")
@@ -307,6 +334,13 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                                      archs=[s.arch for s in plan])
                 loss.backward()
                 losses = [float(loss.detach())]
+            elif hyper is not None:  # SMASH: one uniform architecture, generated weights
+                x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
+                plan = [Step(arch=supernet.space.sample(step_rng(seed, g)))]
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(hyper(supernet, plan[0].arch, x), y)
+                loss.backward()
+                losses = [float(loss.detach())]
             else:
                 x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
                 plan = check_plan(sampler.plan(g, total, step_rng(seed, g), (x, y)))
@@ -315,7 +349,7 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                 optimizer.zero_grad(set_to_none=True)
                 losses = run_plan(model, supernet, plan, x, y, ctx)
             if grad_clip is not None:
-                nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
+                nn.utils.clip_grad_norm_(trained, grad_clip)
             optimizer.step()
             scheduler.step()
             if teacher is not None:
@@ -331,12 +365,14 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
                  float(np.mean(epoch_losses)) if epoch_losses else math.nan,
                  scheduler.get_last_lr()[0], time.perf_counter() - began)
     supernet.eval()
+    if hyper is not None:
+        hyper.eval()
     return TrainResult(total, start, last_loss, time.perf_counter() - began, path)
 
 
 def _resume(path: Path, supernet: OneShotSupernet, dataset: str, settings: Mapping[str, Any],
             optimizer: torch.optim.Optimizer, scheduler: Any, sampler: Sampler,
-            teacher: pinas.MeanTeacher | None = None) -> int:
+            teacher: pinas.MeanTeacher | None = None, hyper: nn.Module | None = None) -> int:
     """Load everything a checkpoint holds; returns the number of steps it had done."""
     # on the CPU: load_state_dict copies into the parameters' device, and the RNG states
     # must be CPU tensors wherever the run trains
@@ -346,6 +382,12 @@ def _resume(path: Path, supernet: OneShotSupernet, dataset: str, settings: Mappi
     load_weights(supernet, state, path)
     if teacher is not None:
         teacher.load_state_dict(state["teacher"])
+    if hyper is not None:
+        from hwnas.oneshot.smash import load_hyper
+
+        if "hyper" not in state:
+            raise Incompatible(f"cannot resume from {path}: it holds no SMASH hypernetwork")
+        load_hyper(hyper, state["hyper"], path)  # type: ignore[arg-type]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state.get("sampler", {}))

@@ -25,6 +25,11 @@ def supernet_and_data(evaluator: Any, strategy: str) -> tuple[Any, Any]:
                          f"shared weights, so it needs --evaluator oneshot --supernet-ckpt FILE "
                          f"(trained with hwnas supernet train), not the "
                          f"{getattr(evaluator, 'name', type(evaluator).__name__)} evaluator")
+    if getattr(evaluator, "hyper", None) is not None:  # SMASH: the shared tensors are untrained
+        raise HwnasError(f"strategy {strategy!r} ranks architectures with a one-shot supernet's "
+                         f"shared weights, but a SMASH checkpoint's weights are generated per "
+                         f"architecture; use it with a strategy that only queries the "
+                         f"evaluator (e.g. evolution)")
     return supernet, data
 
 
