@@ -146,6 +146,11 @@ def build_fixtures(base: Path) -> None:
          "created": "2026-01-01T00:00:00"}, indent=2))
     (pipe / "stages.json").write_text("")  # damaged: what a resume must refuse
     (base / "degenerate.txt").write_text(DEGENERATE + "\n")
+    # a SMASH checkpoint and a shared-weights one, each an evaluator refuses the other of
+    tiny = ["supernet", "-q", "train", "--space", "nb201", *SMALL_NB201, "--input-size", "8",
+            "--epochs", "1", "--max-samples", "80", "--batch-size", "32"]
+    cli([*tiny, "--objective", "smash", "--hidden", "2", "-o", base / "smash.ckpt"])
+    cli([*tiny, "--sampler", "uniform", "-o", base / "shared.ckpt"])
 
 
 def cli(argv: list) -> None:
@@ -349,6 +354,36 @@ def cases() -> list[Case]:
         "supernet", "train", "--space", "nb201", "--sampler", "uniform", "--memory-buffer", "5",
         "-o", f(e, "s.ckpt")], contains="has no controller"))
     add(Case("search", "--seed -1", lambda e: [*tab, "--seed", "-1", "--out", f(e, "run")]))
+    # SMASH (hwnas.oneshot.smash): a hypernetwork's checkpoint and the evaluators that read it
+    smash_train = ["supernet", "train", "--space", "nb201", *SMALL_NB201, "--objective", "smash"]
+    one = ["explore", "--space", "nb201", *SMALL_NB201, "--input-size", "8", "--objective",
+           "accuracy", "--queries", "2", "--no-progress"]
+    add(Case("supernet", "train --objective smash --sampler sandwich", lambda e: [
+        *smash_train, "--sampler", "sandwich", "-o", f(e, "s.ckpt")], contains="leave --sampler out"))
+    add(Case("supernet", "train --objective smash on a space without smash (fbnet)", lambda e: [
+        "supernet", "train", "--space", "fbnet", "--objective", "smash", "-o", f(e, "s.ckpt")],
+        contains="no SMASH hypernetwork"))
+    add(Case("supernet", "train --hidden 4 without --objective smash", lambda e: [
+        "supernet", "train", "--space", "nb201", "--hidden", "4", "-o", f(e, "s.ckpt")],
+        contains="--objective smash"))
+    add(Case("supernet", "train --objective smash --hidden 0", lambda e: [
+        *smash_train, "--hidden", "0", "-o", f(e, "s.ckpt")], contains="--hidden"))
+    add(Case("search", "--evaluator smash without --supernet-ckpt", lambda e: [
+        *one, "--evaluator", "smash", "--out", f(e, "run")], contains="--supernet-ckpt"))
+    add(Case("search", "--evaluator smash with a shared-weights checkpoint", lambda e: [
+        *one, "--evaluator", "smash", "--supernet-ckpt", str(e.copy("shared.ckpt")),
+        "--out", f(e, "run")], contains="--evaluator oneshot"))
+    add(Case("search", "--evaluator oneshot with a smash checkpoint", lambda e: [
+        *one, "--evaluator", "oneshot", "--supernet-ckpt", str(e.copy("smash.ckpt")),
+        "--out", f(e, "run")], contains="--evaluator smash"))
+    # InstaNAS (--strategy instanas): the controller's settings, checked before any folder
+    insta = ["search", "--space", "nb201", *SMALL_NB201, "--input-size", "8", "--no-progress"]
+    add(Case("search", "--strategy instanas --paths 1", lambda e: [
+        *insta, "--strategy", "instanas", "--paths", "1", "--out", f(e, "run")],
+        contains="--paths is the number of architectures"))
+    add(Case("search", "--paths with the oneshot engine", lambda e: [
+        *insta, "--strategy", "oneshot", "--paths", "3", "--out", f(e, "run")],
+        contains="go with --strategy instanas"))
     add(Case("search", "full disk: no partial run folder", lambda e: [
         *tab, "--out", str(e.disk_dir / "run")], disk="zero", fault="nofree", contains="free"))
     add(Case("search", "disk full at the first write: no partial run folder", lambda e: [

@@ -36,7 +36,8 @@ PIPELINE_SETTINGS = {"space": "space", "preset": "preset", "input_size": "input_
                      "sampler": "sampler", "supernet_epochs": "supernet_epochs",
                      "search_strategy": "search_strategy",
                      "finetune_epochs": "finetune_epochs", "threads": "threads",
-                     "second_order": "second_order",
+                     "second_order": "second_order", "paths": "instanas_paths",
+                     "latency_weight": "latency_weight",
                      "seed": "seed"}
 #: Options of a single search (``hwnas explore``) and the flag that sets each.
 SINGLE_SEARCH_ONLY = {"no_pipeline": "--no-pipeline", "evaluator": "--evaluator", "device_table": "--device-table",
@@ -87,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for supernet training, inherited evaluation and fine-tuning "
                         "(default: every core; latency is always timed with one)")
+    g = parser.add_argument_group("instance-aware search (--strategy instanas: the one-shot engine, "
+                                  "then a per-image controller; see docs/oneshot.md)")
+    g.add_argument("--paths", type=int, metavar="K",
+                   help="architectures of the searched front the controller picks from per "
+                        "image (default 4)")
+    g.add_argument("--latency-weight", type=float, metavar="W",
+                   help="reward lost per unit of a path's latency relative to the slowest path's "
+                        "(default 0.5; 0: accuracy only)")
     g = parser.add_argument_group("differentiable cell search (--strategy darts|gdas on nb201 "
                                   "or darts; see docs/cell_search.md)")
     g.add_argument("--second-order", action="store_true", default=None,

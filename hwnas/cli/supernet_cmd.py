@@ -8,6 +8,9 @@ architecture's inherited accuracy (BN recalibrated) and the dataset's name;
 inherited weights (``--finetune-epochs`` to fine-tune them first). The checkpoint
 names its space, preset, input size and dataset, so eval and export rebuild them.
 Data-parallel training: ``torchrun --nproc-per-node N -m hwnas supernet train ...``.
+``train --objective smash`` trains a SMASH hypernetwork (hwnas.oneshot.smash) that
+generates each architecture's weights; eval and export of its checkpoint use the
+generated weights.
 """
 
 from __future__ import annotations
@@ -30,8 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--data-root", help="folder holding CIFAR (nothing is downloaded)")
     train.add_argument("--max-samples", type=int, metavar="N", help="use at most N images")
     train.add_argument("--objective", default="labels",
-                       help="labels (default) or pi: Pi-NAS, no labels -- two sampled paths on two "
-                            "augmented views agree with a mean teacher (uniform sampler)")
+                       help="labels (default); pi: Pi-NAS, no labels -- two sampled paths on two "
+                            "augmented views agree with a mean teacher (uniform sampler); smash: "
+                            "SMASH, a hypernetwork generates each sampled architecture's weights "
+                            "and is trained through them (uniform sampler; nb201 and fbnetv2)")
+    train.add_argument("--hidden", type=int, metavar="H",
+                       help="smash: the hypernetwork's hidden width (default 16 for fbnetv2, "
+                            "8 for nb201)")
     train.add_argument("--sampler", default=None,
                        help="sandwich (BigNAS, default), uniform (SPOS), path_dropout (One-Shot), "
                             "attentive (AttentiveNAS), enas (ENAS: an LSTM controller trained "
@@ -70,8 +78,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---- rebuilding what a checkpoint names -----------------------------------------------------
-def _from_checkpoint(path: str, data_root: str | None, seed: int) -> tuple[Any, Any, Any, dict]:
-    """(space, data, supernet with the checkpoint's weights, metadata)."""
+def objective_name(meta: dict) -> str:
+    """The training objective a checkpoint names ("labels" for older checkpoints)."""
+    from hwnas.oneshot.checkpoint import objective_name as named
+
+    return named(meta)
+
+
+def _from_checkpoint(path: str, data_root: str | None, seed: int
+                     ) -> tuple[Any, Any, Any, dict, Any]:
+    """(space, data, supernet with the checkpoint's weights, metadata, the SMASH
+    hypernetwork of a "smash" checkpoint or None)."""
     import spaces
     from hwnas.evaluators import datasets
     from hwnas.oneshot import make_supernet
@@ -85,8 +102,12 @@ def _from_checkpoint(path: str, data_root: str | None, seed: int) -> tuple[Any, 
     data = datasets.load(meta["dataset"], int(meta["input_size"]), space.in_channels,
                          root=data_root, seed=seed)
     supernet = make_supernet(space, data.num_classes, int(meta["input_size"]))
+    if objective_name(meta) == "smash":
+        from hwnas.oneshot.smash import load_smash
+
+        return space, data, supernet.eval(), meta, load_smash(path, supernet, dataset=data.name)
     load_supernet(path, supernet, dataset=data.name)
-    return space, data, supernet.eval(), meta
+    return space, data, supernet.eval(), meta, None
 
 
 def sampler_name(meta: dict) -> str:
@@ -134,17 +155,31 @@ def _train(args: argparse.Namespace) -> int:
     _checks.seed("--seed", args.seed)
     _checks.input_size("--input-size", args.input_size)
     _checks.count("--max-samples", args.max_samples)
-    if args.objective not in ("labels", "pi"):
-        raise InvalidOption(f"unknown --objective {args.objective!r}: choose labels or pi")
-    args.sampler = args.sampler or ("uniform" if args.objective == "pi" else "sandwich")
+    if args.objective not in ("labels", "pi", "smash"):
+        raise InvalidOption(f"unknown --objective {args.objective!r}: choose labels, pi or smash")
+    args.sampler = args.sampler or ("sandwich" if args.objective == "labels" else "uniform")
     if args.objective == "pi" and args.sampler != "uniform":
         raise InvalidOption(f"--objective pi samples its two paths uniformly: leave --sampler out "
                             f"or pass uniform, not {args.sampler}")
+    if args.objective == "smash" and args.sampler != "uniform":
+        raise InvalidOption(f"--objective smash samples one architecture a step uniformly: leave "
+                            f"--sampler out or pass uniform, not {args.sampler}")
+    if args.hidden is not None and args.objective != "smash":
+        raise InvalidOption(f"--hidden sets the SMASH hypernetwork's width, so it goes with "
+                            f"--objective smash, not {args.objective}")
+    if args.hidden is not None:
+        _checks.at_least("--hidden", args.hidden, 1, 4096)
     SAMPLERS.get(args.sampler)  # an unknown sampler: one sentence naming the known ones
     sampler_options = _sampler_options(args)
     name = args.space or "fbnetv2"
     space = load_space(name, args.preset or ("tiny" if name == "fbnetv2" else None),
                        args.space_opt)
+    objective_options = None
+    if args.objective == "smash":
+        from hwnas.oneshot.smash import smash_options
+
+        # a space without SMASH is refused before any data is loaded
+        objective_options = smash_options(space, {"hidden": args.hidden})
     size = int(args.input_size or space.default_input_size)
     data = datasets.load(args.dataset, size, space.in_channels, root=args.data_root,
                          max_samples=args.max_samples, seed=args.seed)
@@ -153,7 +188,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train_supernet(supernet, data, args.sampler, args.epochs, batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, checkpoint=args.output,
                             resume=args.resume, every_steps=args.every_steps,
-                            sampler_options=sampler_options, objective=args.objective)
+                            sampler_options=sampler_options, objective=args.objective,
+                            objective_options=objective_options)
     main_rank = context().is_main
     shutdown()  # every rank leaves the data-parallel group together (no-op in one process)
     if not main_rank:
@@ -161,12 +197,18 @@ def _train(args: argparse.Namespace) -> int:
     summary = {"checkpoint": str(args.output), "space": space.key, "input_size": size,
                "dataset": data.name, "sampler": args.sampler, "epochs": args.epochs,
                "steps": result.total_steps, "resumed_at_step": result.start_step,
-               "seconds": round(result.seconds, 1), "last_loss": result.last_loss}
+               "seconds": round(result.seconds, 1), "last_loss": result.last_loss,
+               "objective": args.objective}
+    if objective_options:
+        summary.update(objective_options)
     if args.json:
         _options.print_json(summary)
     elif not args.quiet:
         resumed = f", resumed at step {result.start_step}" if result.start_step else ""
-        print(f"trained {space.key} supernet on {data.name} at {size}px: {args.sampler} sampler, "
+        what = (f"SMASH hypernetwork (hidden {objective_options['hidden']}) and "
+                if objective_options else "")
+        print(f"trained {what}{space.key} supernet on {data.name} at {size}px: "
+              f"{args.sampler} sampler, "
               f"{args.epochs} epochs ({result.total_steps} steps{resumed}) in "
               f"{result.seconds:.0f} s -> {args.output}")
     return 0
@@ -174,19 +216,37 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from hwnas.oneshot.evaluate import inherited_accuracy
+    from hwnas.oneshot.smash import WEIGHTS, smash_accuracy
 
-    space, data, supernet, meta = _from_checkpoint(args.checkpoint, args.data_root, args.seed)
+    space, data, supernet, meta, hyper = _from_checkpoint(args.checkpoint, args.data_root,
+                                                          args.seed)
     archs = [_arch(space, a) for a in args.arch]  # every string parses before any work
-    rows = [{"arch": space.to_string(a), "accuracy": inherited_accuracy(supernet, a, data,
-                                                                        seed=args.seed),
-             "dataset": data.name, "split": f"validation ({len(data.y_val)} images)"}
-            for a in archs]
+
+    probe = objective_name(meta) == "pi"  # no classifier was trained: a linear probe
+
+    def score(arch: Any) -> float:
+        if hyper is not None:
+            return smash_accuracy(supernet, hyper, arch, data, seed=args.seed)
+        if probe:
+            from hwnas.oneshot.probe import probe_accuracy
+
+            return probe_accuracy(supernet.extract(arch), data, seed=args.seed)
+        return inherited_accuracy(supernet, arch, data, seed=args.seed)
+
+    weights = (WEIGHTS if hyper is not None else
+               "inherited from the supernet, trained without labels; accuracy of a linear probe "
+               "on its frozen features" if probe else "inherited from the supernet")
+    rows = [{"arch": space.to_string(a), "accuracy": score(a), "dataset": data.name,
+             "split": f"validation ({len(data.y_val)} images)"} for a in archs]
     if args.json:
         _options.print_json({"checkpoint": str(args.checkpoint), "space": space.key,
-                             "sampler": sampler_name(meta), "rows": rows})
+                             "sampler": sampler_name(meta), "objective": objective_name(meta),
+                             "weights": weights, "rows": rows})
         return 0
+    how = (f"weights {WEIGHTS}" if hyper is not None else
+           "linear probe on inherited features" if probe else "inherited weights")
     for row in rows:
-        print(f"{row['accuracy']:6.2f}%  {row['arch']}  (inherited weights, BN recalibrated; "
+        print(f"{row['accuracy']:6.2f}%  {row['arch']}  ({how}, BN recalibrated; "
               f"{data.name} {row['split']})")
     return 0
 
@@ -201,12 +261,21 @@ def _export(args: argparse.Namespace) -> int:
         raise HwnasError(f"--finetune-epochs cannot be negative, got {args.finetune_epochs}")
     _checks.seed("--seed", args.seed)
     check_target(args.output)  # before any weights are read or tuned
-    space, data, supernet, meta = _from_checkpoint(args.checkpoint, args.data_root, args.seed)
+    space, data, supernet, meta, hyper = _from_checkpoint(args.checkpoint, args.data_root,
+                                                          args.seed)
     arch = _arch(space, args.arch)
-    module = supernet.extract(arch).cpu().train()
-    net = finetune_for_export(space, module, data, args.finetune_epochs,
-                              source=f"inherited from supernet {Path(args.checkpoint).name} "
-                                     f"({sampler_name(meta)} sampler)",
+    if objective_name(meta) == "pi" and args.finetune_epochs < 1:
+        raise HwnasError(f"{args.checkpoint} was trained without labels (pi), so its classifier "
+                         f"never learnt the classes: export with --finetune-epochs N (N >= 1)")
+    if hyper is not None:  # the standalone network with the weights SMASH generates for it
+        with hyper.loaded(supernet, arch):
+            module = supernet.extract(arch).cpu().train()
+        source = f"generated by the SMASH hypernetwork of {Path(args.checkpoint).name}"
+    else:
+        module = supernet.extract(arch).cpu().train()
+        source = (f"inherited from supernet {Path(args.checkpoint).name} "
+                  f"({sampler_name(meta)} sampler)")
+    net = finetune_for_export(space, module, data, args.finetune_epochs, source=source,
                               input_size=int(meta["input_size"]), seed=args.seed)
     extra = {**net.deploy_metadata(), "trained": "supernet"}
     report = export_arch(space, arch, args.output, model=net.module, num_classes=data.num_classes,

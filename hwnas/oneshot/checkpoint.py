@@ -96,6 +96,13 @@ def _open(path: str | Path) -> tuple[Path, Any]:
         raise DamagedFile(f"cannot read checkpoint {path}: {error.strerror or error}") from None
 
 
+def objective_name(meta: Mapping[str, Any]) -> str:
+    """The training objective a checkpoint's metadata names: "labels", "pi" or "smash"
+    (checkpoints written before objectives existed trained on labels)."""
+    objective = meta.get("objective", RESUME_DEFAULTS["objective"])
+    return str(objective.get("name") if isinstance(objective, dict) else objective)
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a checkpoint, without reading its tensors."""
     path, handle = _open(path)

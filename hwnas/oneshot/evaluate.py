@@ -27,6 +27,11 @@ from spaces.core.errors import Incompatible, InvalidOption
 
 log = logging.getLogger(__name__)
 
+#: how an architecture's accuracy is read from the supernet: BN recalibration then the
+#: supernet's own classifier, or a linear probe on frozen features (hwnas.oneshot.probe:
+#: for a supernet trained without labels)
+PROTOCOLS = ("recalibrate", "probe")
+
 _BN = nn.modules.batchnorm._BatchNorm
 
 
@@ -174,7 +179,7 @@ class OneShotEvaluator(ComposedEvaluator):
     def __init__(self, space: Space, metrics: Sequence[str], supernet: OneShotSupernet,
                  data: DataSplit, calib_batches: int = 8, batch_size: int = 64, seed: int = 0,
                  latency: Any = None, input_size: int | None = None,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None, protocol: str = "recalibrate") -> None:
         if supernet.space.key != space.key:
             raise Incompatible(f"the supernet holds space {supernet.space.key}, not {space.key}")
         size = input_size or supernet.input_size
@@ -187,12 +192,15 @@ class OneShotEvaluator(ComposedEvaluator):
         if data.num_classes != supernet.num_classes:
             raise Incompatible(f"the dataset has {data.num_classes} classes but the supernet's "
                                f"classifier has {supernet.num_classes}")
+        if protocol not in PROTOCOLS:
+            raise InvalidOption(f"unknown evaluation protocol {protocol!r}: choose "
+                                f"{' or '.join(PROTOCOLS)}")
         if calib_batches < 1 or batch_size < 2:
             raise InvalidOption(f"BN recalibration needs at least 1 batch of at least 2 images, "
                                 f"got {calib_batches} batches of {batch_size}")
         self.supernet, self.data = supernet, data
         self.calib_batches, self.batch_size, self.seed = calib_batches, batch_size, seed
-        self.checkpoint = checkpoint
+        self.checkpoint, self.protocol = checkpoint, protocol
         self._memo: dict[Arch, float] = {}
         super().__init__(space, metrics, latency, size, data.num_classes)
 
@@ -201,8 +209,12 @@ class OneShotEvaluator(ComposedEvaluator):
                         factory: Callable[[Space, int, int], OneShotSupernet] | None = None,
                         **options: Any) -> "OneShotEvaluator":
         """The evaluator of a supernet checkpoint (refused if it was trained on another
-        space, preset, input size or dataset)."""
-        from hwnas.oneshot.checkpoint import load_supernet
+        space, preset, input size or dataset). A supernet trained without labels (Pi-NAS)
+        is evaluated with a linear probe unless ``protocol`` says otherwise."""
+        from hwnas.oneshot.checkpoint import load_supernet, objective_name, read_meta
+
+        if objective_name(read_meta(path)) == "pi":
+            options.setdefault("protocol", "probe")
 
         if factory is None:
             from hwnas.oneshot import make_supernet as factory  # type: ignore[no-redef]
@@ -215,16 +227,23 @@ class OneShotEvaluator(ComposedEvaluator):
     def _accuracy_many(self, archs: list[Arch]) -> np.ndarray:
         for arch in archs:
             if arch not in self._memo:
-                self._memo[arch] = inherited_accuracy(self.supernet, arch, self.data,
+                if self.protocol == "probe":
+                    from hwnas.oneshot.probe import probe_accuracy
+
+                    self._memo[arch] = probe_accuracy(self.supernet.extract(arch), self.data,
                                                       self.calib_batches, self.batch_size,
                                                       self.seed)
+                else:
+                    self._memo[arch] = inherited_accuracy(self.supernet, arch, self.data,
+                                                          self.calib_batches, self.batch_size,
+                                                          self.seed)
         return np.asarray([self._memo[a] for a in archs], dtype=float)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update(data=self.data.describe(), supernet=self.supernet.space.key,
                    checkpoint=self.checkpoint, calib_batches=self.calib_batches,
-                   batch_size=self.batch_size, seed=self.seed)
+                   batch_size=self.batch_size, seed=self.seed, protocol=self.protocol)
         return out
 
 

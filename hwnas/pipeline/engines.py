@@ -199,7 +199,7 @@ class NaoEngine(Engine):
 
 def make_engine(state: PipelineState) -> Engine:
     engine = state.settings.engine
-    if engine == "oneshot":
+    if engine in ("oneshot", "instanas"):  # instanas: the one-shot search, then stage 6
         from hwnas.pipeline.engine_oneshot import OneShotEngine
 
         return OneShotEngine(state)

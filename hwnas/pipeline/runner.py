@@ -21,18 +21,27 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from hwnas.pipeline.settings import BadSetting, PipelineSettings
+from hwnas.pipeline.settings import ONESHOT_ENGINES, BadSetting, PipelineSettings
 from hwnas.pipeline.stage_active import ActiveStage
 from hwnas.pipeline.stage_budgets import BudgetStage
 from hwnas.pipeline.stage_export import FRONT_COLUMNS, ExportStage
 from hwnas.pipeline.stage_fit import FitStage
+from hwnas.pipeline.stage_instanas import InstaNASStage
 from hwnas.pipeline.stage_profile import ProfileStage
 from hwnas.pipeline.stages import Stage, StageLog
 from hwnas.pipeline.state import PipelineState
 from spaces.errors import HwnasError
 
 STAGES: tuple[Stage, ...] = (ProfileStage(), FitStage(), ActiveStage(), BudgetStage(), ExportStage())
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
+#: stages only some engines run, after the common ones
+ENGINE_STAGES: dict[str, tuple[Stage, ...]] = {"instanas": (InstaNASStage(),)}
+STAGE_NAMES = tuple(stage.name for stage in STAGES) + tuple(
+    stage.name for extra in ENGINE_STAGES.values() for stage in extra)
+
+
+def stages_for(settings: PipelineSettings) -> tuple[Stage, ...]:
+    """The stages a run of these settings goes through, in order."""
+    return STAGES + ENGINE_STAGES.get(settings.engine, ())
 
 __all__ = ["FRONT_COLUMNS", "Pipeline", "PipelineResult", "STAGES", "run_pipeline"]
 
@@ -90,7 +99,7 @@ class Pipeline:
         self.data = datasets.load(settings.dataset, self.input_size, self.space.in_channels,
                                   root=settings.data_root, max_samples=settings.max_samples,
                                   seed=settings.seed)
-        if settings.engine == "oneshot":
+        if settings.engine in ONESHOT_ENGINES:
             self._check_oneshot(settings)
         # a given store that is not one (corrupt, foreign, unwritable) fails before the folder
         self.store = MeasurementStore(settings.db) if settings.db else None
@@ -128,7 +137,7 @@ class Pipeline:
         """The space has a one-shot supernet, the sampler exists, a given checkpoint is one
         of this space, input size and dataset: all before the run folder is touched."""
         from hwnas.oneshot import make_supernet
-        from hwnas.oneshot.checkpoint import check_compatible, read_meta
+        from hwnas.oneshot.checkpoint import check_compatible, objective_name, read_meta
         from hwnas.oneshot.samplers import SAMPLERS
 
         SAMPLERS.get(settings.sampler)  # an unknown name: one sentence with the known ones
@@ -145,8 +154,14 @@ class Pipeline:
         if settings.supernet_ckpt:
             if not Path(settings.supernet_ckpt).is_file():
                 raise BadSetting(f"--supernet-ckpt {settings.supernet_ckpt} not found")
-            check_compatible(read_meta(settings.supernet_ckpt), supernet, self.data.name,
-                             settings.supernet_ckpt)
+            meta = read_meta(settings.supernet_ckpt)
+            check_compatible(meta, supernet, self.data.name, settings.supernet_ckpt)
+            trained = objective_name(meta)
+            if trained != "labels":
+                raise BadSetting(f"--supernet-ckpt {settings.supernet_ckpt} was trained with the "
+                                 f"{trained} objective, so its classifier is not one the pipeline "
+                                 f"can ship; rank it with hwnas explore --evaluator "
+                                 f"{'smash' if trained == 'smash' else 'oneshot'}")
 
     def _check_predictor(self, path: str) -> None:
         """A given predictor must load, be of this space and of this device."""
@@ -211,9 +226,10 @@ class Pipeline:
         for notice in self.notices:
             self.say(f"  {notice}")
         state.sets = draw_sets(self.space, initial, s.holdout, s.pool, s.seed, shots)
-        for number, stage in enumerate(STAGES, 1):
+        stages_run = stages_for(s)
+        for number, stage in enumerate(stages_run, 1):
             start = time.perf_counter()
-            self.say(f"\n[{number}/{len(STAGES)}] {stage.title(state)}")
+            self.say(f"\n[{number}/{len(stages_run)}] {stage.title(state)}")
             if stages.done(stage.name):
                 self.say("  (stored)")
                 stage.restore(state, stages.info(stage.name))

@@ -16,7 +16,10 @@ from spaces.core.errors import InvalidOption
 
 INITIAL_ALONE, INITIAL_WITH_REFERENCES = 40, 15
 #: The pipeline's search engines (hwnas.pipeline.engines).
-ENGINES = ("supernet", "nao", "oneshot", "darts", "gdas", "toponas", "entrannas")
+ENGINES = ("supernet", "nao", "oneshot", "darts", "gdas", "toponas", "entrannas", "instanas")
+#: The engines that train one weight-sharing supernet and search it (hwnas.pipeline.engine_oneshot);
+#: instanas adds a per-image controller over its front (hwnas.pipeline.stage_instanas).
+ONESHOT_ENGINES = ("oneshot", "instanas")
 #: The differentiable cell-search engines (hwnas.pipeline.engine_cell) and the spaces whose
 #: supernet they can relax (hwnas.oneshot.differentiable.Relaxable).
 CELL_ENGINES = ("darts", "gdas", "toponas", "entrannas")
@@ -32,7 +35,7 @@ ONESHOT_SPACES = ("nb201", "fbnet", "nao")
 #: seed-to-seed Kendall tau of 0.89 (digits: 4 points, 0.32; benchmarks/dataset_ranking.py):
 #: on digits its front had 3-5 distinct networks for 10 budgets because accuracies tie.
 #: The engines that train every chosen network alone keep the small digits.
-DEFAULT_DATASET = {"oneshot": "cluttered-digits"}
+DEFAULT_DATASET = {"oneshot": "cluttered-digits", "instanas": "cluttered-digits"}
 #: Optimiser steps of the one-shot engine's supernet training unless --supernet-epochs says
 #: otherwise (batch 64): 5 epochs of cluttered-digits, 20 of digits, ~100 s of the sandwich
 #: sampler on 2 cores for fbnetv2 tiny. Kendall tau of inherited vs standalone accuracy on
@@ -91,15 +94,17 @@ class PipelineSettings:
                                         # rsps, enas or any registered strategy)
     threads: int | None = None          # oneshot: threads for training and evaluation (all cores)
     second_order: bool = False          # darts: DARTS' unrolled (second-order) alpha gradient
+    instanas_paths: int = 4             # instanas: architectures the per-image controller picks from
+    latency_weight: float = 0.5         # instanas: reward lost per unit of relative path latency
     seed: int = 0
     quick_timing: bool = False          # a few timed calls only (tests; numbers not worth keeping)
 
     def __post_init__(self) -> None:
         self.budgets = [str(b) for b in (self.budgets or [])]
         if self.sweep is None:
-            self.sweep = 10 if self.engine == "oneshot" else 3
+            self.sweep = 10 if self.engine in ONESHOT_ENGINES else 3
         if self.queries is None:
-            self.queries = 400 if self.engine == "oneshot" else 24
+            self.queries = 400 if self.engine in ONESHOT_ENGINES else 24
         if self.dataset is None:  # see DEFAULT_DATASET
             self.dataset = DEFAULT_DATASET.get(self.engine, "digits")
         if self.preset is None and self.space == "fbnetv2":
@@ -149,6 +154,15 @@ class PipelineSettings:
         if self.second_order and self.engine not in ("darts", "toponas", "entrannas"):
             raise BadSetting(f"--second-order applies to --strategy darts, toponas or entrannas "
                              f"(DARTS' unrolled gradient), not to the {self.engine} engine")
+        if not 2 <= int(self.instanas_paths) <= 16:
+            raise BadSetting(f"--paths is the number of architectures the InstaNAS controller "
+                             f"chooses between: 2 to 16, got {self.instanas_paths}")
+        if not float(self.latency_weight) >= 0:
+            raise BadSetting(f"--latency-weight cannot be negative, got {self.latency_weight}")
+        if self.engine != "instanas" and (int(self.instanas_paths) != 4
+                                          or float(self.latency_weight) != 0.5):
+            raise BadSetting(f"--paths and --latency-weight set the InstaNAS controller: they go "
+                             f"with --strategy instanas, not the {self.engine} engine")
         if self.strategy in CELL_ENGINES:
             from spaces.base import family_of
 

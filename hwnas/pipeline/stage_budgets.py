@@ -97,7 +97,7 @@ class BudgetStage(Stage):
 
     def title(self, state: PipelineState) -> str:
         s = state.settings
-        how = "inherit weights" if s.engine == "oneshot" else "train alone"
+        how = "inherit weights" if s.engine in ("oneshot", "instanas") else "train alone"
         return (f"per budget: search ({s.engine}) -> {how} -> export -> time the file -> "
                 f"audit (up to {s.max_rounds} rounds) for {', '.join(f'{b:.4g}' for b in state.budgets)} ms")
 

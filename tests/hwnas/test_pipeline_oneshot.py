@@ -111,6 +111,9 @@ def test_enas_trains_its_controller_with_the_supernet_and_searches_with_it(tmp_p
     (["--supernet-ckpt", "/no/such.ckpt"], "not found"),
     (["--search-strategy", "nope"], "unknown strategy 'nope'"),
     (["--search-strategy", "enas"], "add --sampler enas"),
+    (["--paths", "3"], "go with --strategy instanas"),
+    (["--strategy", "instanas", "--paths", "1"], "--paths is the number of architectures"),
+    (["--strategy", "instanas", "--latency-weight", "-1"], "--latency-weight cannot be negative"),
 ])
 def test_bad_oneshot_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "never"
@@ -119,6 +122,42 @@ def test_bad_oneshot_settings_are_one_sentence_and_write_nothing(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_instanas_routes_each_image_to_a_path_of_the_front(first_run, tmp_path, capsys):
+    """--strategy instanas: the one-shot run, then stage 6 trains the per-image controller
+    over --paths architectures of the searched front and ships the folder the router runs."""
+    import numpy as np
+
+    from hwnas.evaluators import datasets
+    from hwnas.export.instance_folder import InstanceRouter
+
+    out = tmp_path / "insta"
+    tiny = [*TINY[2:], "--strategy", "instanas", "--paths", "3", "--latency-weight", "0.3"]
+    assert main(["search", *SMALL, "--device", macs_device.SPEC, "--out", str(out), *tiny,
+                 "--supernet-ckpt", str(first_run / "supernet.ckpt")]) == 0
+    printed = capsys.readouterr().out
+    assert "[6/6] InstaNAS" in printed and "per image (controller + chosen path)" in printed
+    summary = json.loads((out / "instanas.json").read_text())
+    router = InstanceRouter(out / "instanas")
+    assert len(router.sessions) == len(summary["paths"]) >= 2
+    assert summary["controller_config"]["latency_weight"] == 0.3
+    assert abs(sum(p["usage"] for p in summary["paths"]) - 1) < 1e-9
+    expected = summary["controller_ms"] + sum(p["usage"] * p["latency_ms"] for p in summary["paths"])
+    assert summary["mean_ms"] == pytest.approx(expected)
+    data = datasets.load("cluttered-digits", 8, 3, max_samples=256, seed=0)
+    x = data.x_val.numpy()
+    logits, chosen = router(x)
+    for k, session in enumerate(router.sessions):  # every image's answer is its path's own
+        if (chosen == k).any():
+            direct = session.run(None, {router.input_name: x[chosen == k]})[0]
+            np.testing.assert_allclose(logits[chosen == k], direct, rtol=1e-5, atol=1e-5)
+    # resumed: the finished stage is restored from the folder, which is checked (hashes)
+    assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "(stored)" in capsys.readouterr().out
+    (out / "instanas" / "path-0.onnx").write_bytes(b"swapped")
+    assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "altered or replaced" in capsys.readouterr().err
 
 
 def test_a_checkpoint_of_another_space_or_size_is_refused(first_run, tmp_path, capsys):
@@ -131,6 +170,16 @@ def test_a_checkpoint_of_another_space_or_size_is_refused(first_run, tmp_path, c
                      "--supernet-ckpt", ckpt]) == 2
         err = capsys.readouterr().err
         assert message in err and not out.exists(), err
+    # a supernet trained without labels has no classifier the pipeline could ship
+    pi = tmp_path / "pi.ckpt"
+    assert main(["supernet", "train", *SMALL, "--dataset", "cluttered-digits", "--epochs", "1",
+                 "--max-samples", "256", "--objective", "pi", "-o", str(pi)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "never"
+    assert main(["search", *SMALL, "--device", macs_device.SPEC, "--out", str(out), *TINY,
+                 "--supernet-ckpt", str(pi)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained with the pi objective" in err[0] and not out.exists()
 
 
 def test_a_builder_space_has_no_supernet_and_says_why(tmp_path, capsys):

@@ -95,6 +95,16 @@ def test_objective_pi_trains_without_labels_and_refuses_a_labelled_sampler(tmp_p
                  "--objective", "pi", "-o", str(path)]) == 0
     meta = read_meta(path)
     assert meta["objective"]["name"] == "pi" and meta["sampler"]["name"] == "uniform"
+    # its classifier never saw a class: eval reads it with a linear probe on the features
+    capsys.readouterr()
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    assert main(["supernet", "eval", str(path), "--arch", arch, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert "linear probe" in row["weights"] and 10.0 < row["rows"][0]["accuracy"] <= 100.0
+    never = tmp_path / "never.onnx"
+    assert main(["supernet", "export", str(path), "--arch", arch, "-o", str(never),
+                 "--finetune-epochs", "0"]) == 2
+    assert "--finetune-epochs N" in capsys.readouterr().err and not never.exists()
     for extra, words in ((["--objective", "pi", "--sampler", "sandwich"], "leave --sampler out"),
                          (["--objective", "nope"], "unknown --objective")):
         capsys.readouterr()
