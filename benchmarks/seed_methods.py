@@ -17,10 +17,14 @@ every ground-truth architecture is scored:
 InstaNAS (``--instanas``): on the ``sandwich`` supernet of this run, ``--archive`` random
 architectures are scored (inherited accuracy) and their MACs taken as the latency proxy
 that picks ``--paths`` paths spread over the accuracy x MACs front; per latency weight
-the controller is trained (reward: correctness minus weight x relative MACs), the folder
+the controller is trained (reward: correctness minus weight x the path's latency, timed
+once, relative to the slowest path's; paths
+fine-tuned ``--finetune-epochs`` as the pipeline ships them), the folder
 (controller + paths) is exported and every file timed on ``--device`` (batch 1,
 interleaved), and the mean latency per image -- controller included -- is compared with
-the fastest single path that reaches the controller's validation accuracy alone.
+the fastest single path that reaches the controller's validation accuracy alone, and
+with the paths mixed at random at that accuracy (image-blind: what instance-awareness
+has to beat).
 
     python benchmarks/seed_methods.py --truth benchmarks/results/dataset_ranking.csv \\
         --methods uniform sandwich pi smash --epochs 5 --instanas
@@ -103,24 +107,55 @@ def instanas_bench(supernet, space, data, args, folder: Path) -> pd.DataFrame:
                                 tuple(space.input_shape(size))).macs) for a in archs}
     chosen = instanas.choose_paths(acc, macs, args.paths)
     nets, accs = [], []
-    for arch in chosen:
+    for arch in chosen:  # as the pipeline ships them: inherited, fine-tuned --finetune-epochs
         net = supernet.extract(arch).cpu()
-        accs.append(recalibrated_accuracy(net, data, seed=args.seed))
+        if args.finetune_epochs:
+            from hwnas.export_train import finetune_for_export
+
+            tuned = finetune_for_export(space, net.train(), data, args.finetune_epochs,
+                                        source="inherited", input_size=size, seed=args.seed)
+            net, acc = tuned.module, float(tuned.accuracy)
+        else:
+            acc = recalibrated_accuracy(net, data, seed=args.seed)
+        accs.append(acc)
         nets.append(net.eval())
     print(f"InstaNAS: {len(archs)} archive architectures scored in "
           f"{time.perf_counter() - began:.0f} s; {len(chosen)} paths of the accuracy x MACs "
           f"front: " + ", ".join(f"{a:.1f}% / {macs[c] / 1e3:.0f}k MACs"
                                  for a, c in zip(accs, chosen)), flush=True)
-    cost = np.array([macs[a] for a in chosen]) / max(macs[a] for a in chosen)
+    # the reward's latency: each path's file timed on the device (the pipeline uses the
+    # device predictor's; MACs do not rank latency at this size on ONNX Runtime)
+    from hwnas.export import export_arch
+
+    files = []
+    for k, (arch, net) in enumerate(zip(chosen, nets)):
+        files.append(folder / f"cost-{k}.onnx")
+        export_arch(space, arch, files[-1], model=net, input_size=size, measure=False,
+                    num_classes=data.num_classes, accuracy=accs[k], data=data)
+    profiler = devices.get(args.device)
+    try:
+        torch.set_num_threads(1)
+        cost_ms = np.array([m.latency_ms for m in profiler.measure_many(
+            files, tuple(space.input_shape(size)), 1)])
+    finally:
+        profiler.close()
+        torch.set_num_threads(int(os.environ.get("HWNAS_THREADS", "2")))
+    cost = cost_ms / cost_ms.max()
+    print("  paths timed for the reward: " + ", ".join(f"{ms:.4f} ms" for ms in cost_ms))
     train_ok = instanas.correctness(nets, data.x_train, data.y_train)
     val_ok = instanas.correctness(nets, data.x_val, data.y_val)
     oracle = 100.0 * float(val_ok.any(axis=1).mean())
+    print(f"  how well the image tells which path is right: ROC AUC on validation images of a "
+          f"controller-size CNN trained supervised on each path's correctness: "
+          + ", ".join(f"{a:.3f}" for a in predictability(space, size, data, train_ok, val_ok,
+                                                         args.seed)), flush=True)
     rows = []
     profiler = devices.get(args.device)
     try:
         for weight in args.latency_weights:
             config = instanas.ControllerConfig(latency_weight=weight, seed=args.seed)
-            controller = instanas.InstanceController(space.in_channels, size, len(chosen))
+            controller = instanas.InstanceController(space.in_channels, size, len(chosen),
+                                                     seed=args.seed)
             start = time.perf_counter()
             instanas.train_controller(controller, data.x_train,
                                       instanas.reward_table(train_ok, cost, config), config)
@@ -137,21 +172,57 @@ def instanas_bench(supernet, space, data, args, folder: Path) -> pd.DataFrame:
             ctrl_ms = manifest["controller"]["latency_ms"]
             mean_ms = routing.mean_latency(path_ms, ctrl_ms)
             fixed = instanas.best_fixed(accs, path_ms, routing.accuracy)
+            blind = instanas.mixture_latency(accs, path_ms, routing.accuracy)
             rows.append({"latency_weight": weight, "val_acc": routing.accuracy,
                          "usage": " ".join(f"{u:.2f}" for u in routing.usage),
                          "controller_ms": ctrl_ms, "mean_ms": mean_ms,
                          "fixed_path": fixed, "fixed_acc": accs[fixed], "fixed_ms": path_ms[fixed],
-                         "reduction": 1 - mean_ms / path_ms[fixed], "train_s": trained,
+                         "reduction": 1 - mean_ms / path_ms[fixed],
+                         "blind_mix_ms": blind,
+                         "vs_blind": None if blind is None else 1 - mean_ms / blind,
+                         "train_s": trained,
                          "load": os.getloadavg()[0]})
             print(f"  weight {weight}: {routing.accuracy:.2f}% at {mean_ms:.4f} ms/image "
                   f"(controller {ctrl_ms:.4f}); fastest path as accurate: {fixed} "
                   f"({accs[fixed]:.2f}%, {path_ms[fixed]:.4f} ms) -> "
-                  f"{100 * rows[-1]['reduction']:.1f}% less latency; load {load()}", flush=True)
+                  f"{100 * rows[-1]['reduction']:.1f}% less latency; paths mixed image-blind at "
+                  f"that accuracy: {blind if blind is None else round(blind, 4)} ms; "
+                  f"load {load()}", flush=True)
     finally:
         profiler.close()
     print(f"  paths alone: " + ", ".join(f"{a:.2f}% {ms:.4f} ms" for a, ms in zip(accs, path_ms))
           + f"; oracle (an image is right if any path is): {oracle:.2f}%")
     return pd.DataFrame(rows)
+
+
+def predictability(space, size: int, data, train_ok: np.ndarray, val_ok: np.ndarray,
+                   seed: int, epochs: int = 10) -> list[float]:
+    """Per path, the validation ROC AUC of the controller's network trained with labels
+    (binary cross-entropy on "path k is right on this image"): an upper bound on what the
+    controller can learn from the image by policy gradient."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import roc_auc_score
+
+    from hwnas.oneshot import instanas
+
+    torch.manual_seed(seed)
+    net = instanas.InstanceController(space.in_channels, size, train_ok.shape[1], seed=seed)
+    target = torch.as_tensor(train_ok, dtype=torch.float32)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        order = torch.randperm(len(target))
+        for start in range(0, len(order) - 1, 128):
+            idx = order[start:start + 128]
+            loss = F.binary_cross_entropy_with_logits(net(data.x_train[idx]), target[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        scores = torch.sigmoid(net(data.x_val)).numpy()
+    return [float(roc_auc_score(val_ok[:, k], scores[:, k])) if 0 < val_ok[:, k].mean() < 1
+            else float("nan") for k in range(val_ok.shape[1])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,13 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--space", default="fbnetv2")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--input-size", type=int, default=16)
+    parser.add_argument("--input-size", type=int, default=16,
+                        help="image size (the ground truth's: 16; InstaNAS alone may use others)")
     parser.add_argument("--methods", nargs="*", default=["uniform", "sandwich", "pi", "smash"])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--instanas", action="store_true", help="also measure InstaNAS")
     parser.add_argument("--archive", type=int, default=150)
     parser.add_argument("--paths", type=int, default=4)
+    parser.add_argument("--finetune-epochs", type=int, default=1,
+                        help="fine-tune of each path's inherited weights (the pipeline's default 1)")
     parser.add_argument("--latency-weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     parser.add_argument("--device", default="ort:cpu")
     parser.add_argument("--csv", type=Path, default=None)
@@ -196,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             supernet, score, seconds = train(method, space, data, args.epochs, args.seed, folder)
             supernets[method] = supernet
+            if method not in args.methods:  # trained for InstaNAS only: no ranking asked
+                print(f"{method}: {seconds:.0f} s training (for InstaNAS; load {load()})")
+                continue
             start = time.perf_counter()
             scores = np.array([score(a) for a in archs])
             tau = kendall(scores, gt["mean"].to_numpy())
@@ -207,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{method}: tau {tau:.3f} ({seconds:.0f} s training, "
                   f"{rows[-1]['eval_s']:.0f} s scoring; load {load()})", flush=True)
         table = pd.DataFrame(rows)
-        print(f"\nKendall tau vs mean standalone accuracy ({len(gt)} archs; seed-to-seed tau of "
-              f"the ground truth {pair:.3f}):")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if rows:
+            print(f"\nKendall tau vs mean standalone accuracy ({len(gt)} archs; seed-to-seed tau of "
+                  f"the ground truth {pair:.3f}):")
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         if args.instanas:
             print()
             insta = instanas_bench(supernets["sandwich"], space, data, args, folder)

@@ -37,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.alias(what, "--space-arg", "space_arg", action="append")
     what.add_argument("--pick", type=int, metavar="K",
                       help="with RUN_DIR: row K (0-based) of RUN_DIR/pareto.csv instead of the best")
-    what.add_argument("--inspect", metavar="MODEL", help="print the hwnas metadata of an ONNX file and exit")
+    what.add_argument("--inspect", metavar="MODEL", help="print the hwnas metadata of an ONNX file "
+                                                         "(or check and describe an InstaNAS "
+                                                         "folder) and exit")
+    what.add_argument("--instanas", action="store_true",
+                      help="with RUN_DIR of --strategy instanas: copy its checked InstaNAS folder "
+                           "(controller + paths + manifest) to -o FOLDER")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="PATH",
                      help="ONNX file to write (default with RUN_DIR: RUN_DIR/best/model.onnx, "
@@ -112,6 +117,11 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 def _inspect(path: str) -> int:
     from hwnas import onnx_meta
 
+    if Path(path).is_dir():  # an InstaNAS folder: its manifest, every file checked
+        from hwnas.export.instance_folder import describe
+
+        print_table(describe(path))
+        return 0
     print_table(onnx_meta.describe(path))
     return 0
 
@@ -239,11 +249,34 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
             "num_classes": None, "input_size": None}
 
 
+def _instanas(args: argparse.Namespace) -> int:
+    """``hwnas export RUN_DIR --instanas -o FOLDER``: the run's InstaNAS folder, checked
+    (every file's SHA-256 against the manifest) and copied atomically."""
+    from hwnas.export.instance_folder import copy_instance_folder
+
+    if not args.run_dir or not args.output:
+        raise HwnasError("--instanas copies a run's InstaNAS folder: give the run folder of "
+                         "hwnas search --strategy instanas and -o FOLDER")
+    if args.space or args.arch or args.pick is not None:
+        raise HwnasError("--instanas exports the run's whole InstaNAS folder: leave out --space, "
+                         "--arch and --pick")
+    source = Path(args.run_dir) / "instanas"
+    if not source.is_dir():
+        raise HwnasError(f"{args.run_dir} has no InstaNAS folder: it was not a finished "
+                         f"hwnas search --strategy instanas run")
+    manifest = copy_instance_folder(source, args.output)
+    print(f"wrote {args.output}: controller + {len(manifest['paths'])} paths, manifest.json "
+          f"(SHA-256 of every file); run it with hwnas.export.instance_folder.InstanceRouter")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.inspect:
         if args.run_dir or args.space or args.arch:
             raise HwnasError("--inspect takes only the ONNX file")
         return _inspect(args.inspect)
+    if args.instanas:
+        return _instanas(args)
     from hwnas.cli import _checks
 
     if args.weights and args.train:

@@ -176,6 +176,52 @@ class InstanceRouter:
         return (out if out is not None else np.zeros((0, 0), dtype=np.float32)), chosen
 
 
+def copy_instance_folder(source: str | Path, target: str | Path) -> dict[str, Any]:
+    """Copy a checked InstaNAS folder to ``target`` (atomically, as the export writes it);
+    the copy is checked again before it is put in place. Returns the manifest."""
+    source, target = Path(source), Path(target).expanduser()
+    read_manifest(source)
+    if target.exists() and not (target / MANIFEST).is_file():
+        raise ExportError(f"{target} exists and is not an InstaNAS folder; choose another place")
+    if target.resolve() == source.resolve():
+        raise ExportError(f"{target} is the folder being exported; choose another place")
+    work = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, work)
+        except OSError as error:
+            raise ExportError(f"cannot write {target}: {error.strerror or error}") from None
+        manifest = read_manifest(work)
+        _put_in_place(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def describe(folder: str | Path) -> list[tuple[str, str]]:
+    """Rows for ``hwnas export --inspect FOLDER``: what the manifest promises (checked)."""
+    m = read_manifest(Path(folder))
+    rows = [("format", str(m["format"])), ("space", str(m.get("space"))),
+            ("input shape", "x".join(str(v) for v in m.get("input_shape", []))),
+            ("controller", f"{m['controller']['file']} ({_ms(m['controller'].get('latency_ms'))})")]
+    for k, p in enumerate(m["paths"]):
+        acc = p.get("accuracy")
+        rows.append((f"path {k}", f"{p['file']}: {p.get('arch')}, "
+                                  f"{'-' if acc is None else f'{float(acc):.2f}%'}, "
+                                  f"{_ms(p.get('latency_ms'))}, usage {float(p.get('usage', 0)):.2f}"))
+    if m.get("accuracy") is not None:
+        rows.append(("routed accuracy", f"{float(m['accuracy']):.2f}% ({m.get('dataset', '?')} "
+                                        f"validation)"))
+    rows.append(("files", "present, SHA-256 as exported"))
+    return rows
+
+
+def _ms(value: Any) -> str:
+    return "not timed" if value is None else f"{float(value):.4f} ms"
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of ``folder``, with every file it names present and unaltered."""
     path = Path(folder) / MANIFEST
@@ -199,5 +245,5 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-__all__ = ["FORMAT", "InstanceRouter", "MANIFEST", "check_router", "export_instance_folder",
-           "read_manifest", "sha256_of"]
+__all__ = ["FORMAT", "InstanceRouter", "MANIFEST", "check_router", "copy_instance_folder",
+           "describe", "export_instance_folder", "read_manifest", "sha256_of"]

@@ -10,7 +10,8 @@ equal accuracy.
 What is kept:
 
 * the one-shot supernet as the source of every path (its weights inherited, BN
-  recalibrated per path, as every one-shot evaluation here);
+  recalibrated per path, as every one-shot evaluation here; the pipeline fine-tunes
+  each path ``--finetune-epochs`` as it does every network it ships);
 * a per-image controller -- a small CNN on a downsampled copy of the input -- whose
   softmax picks the path; trained by REINFORCE (moving-average baseline, entropy bonus)
   on a reward of the chosen path's correctness on that image and its latency as the
@@ -92,8 +93,17 @@ class InstanceController(nn.Module):
     graph, so the exported controller takes the same input as the paths."""
 
     def __init__(self, in_channels: int, input_size: int, paths: int, width: int = 16,
-                 low_res: int = 8) -> None:
+                 low_res: int = 8, seed: int | None = None) -> None:
         super().__init__()
+        if seed is None:
+            self._build(in_channels, input_size, paths, width, low_res)
+            return
+        with torch.random.fork_rng(devices=[]):  # a seeded init leaves the global RNG alone
+            torch.manual_seed(seed)
+            self._build(in_channels, input_size, paths, width, low_res)
+
+    def _build(self, in_channels: int, input_size: int, paths: int, width: int,
+               low_res: int) -> None:
         if paths < 2:
             raise InvalidOption(f"the controller chooses between at least 2 paths, got {paths}")
         factor = max(1, int(input_size) // int(low_res))
@@ -270,10 +280,31 @@ def best_fixed(accuracies: Sequence[float], latencies_ms: Sequence[float],
     return int(np.argmax(acc))
 
 
+def mixture_latency(accuracies: Sequence[float], latencies_ms: Sequence[float],
+                    target_accuracy: float) -> float | None:
+    """The least mean latency at which fixed paths, mixed *at random* (image-blind: path
+    ``i`` for a share ``p`` of the images, path ``j`` for the rest), reach
+    ``target_accuracy``; None above the best path. A controller beats this only if its
+    choice per image carries information -- the baseline that isolates instance-awareness."""
+    acc, ms = np.asarray(accuracies, dtype=float), np.asarray(latencies_ms, dtype=float)
+    best: float | None = None
+    for i in range(len(acc)):
+        for j in range(len(acc)):
+            if acc[j] < target_accuracy - 1e-9:
+                continue
+            if acc[i] >= target_accuracy - 1e-9 or acc[j] == acc[i]:
+                cost = ms[j] if acc[i] < target_accuracy - 1e-9 else min(ms[i], ms[j])
+            else:
+                share = (target_accuracy - acc[i]) / (acc[j] - acc[i])  # of path j
+                cost = (1 - share) * ms[i] + share * ms[j]
+            best = cost if best is None else min(best, float(cost))
+    return best
+
+
 def config_dict(config: ControllerConfig) -> dict[str, float]:
     return asdict(config)
 
 
 __all__ = ["ControllerConfig", "ControllerHistory", "InstanceController", "Routing",
-           "best_fixed", "choose_paths", "config_dict", "correctness", "front_of", "predictions",
-           "reward_table", "route", "train_controller"]
+           "best_fixed", "choose_paths", "config_dict", "correctness", "front_of",
+           "mixture_latency", "predictions", "reward_table", "route", "train_controller"]

@@ -3,13 +3,16 @@
 The one-shot engine has trained the supernet and searched its accuracy x latency front
 (``oneshot_archive.json``); the budgets have shipped one fixed network each. Here
 :mod:`hwnas.oneshot.instanas` takes ``--paths`` architectures spread over that front,
-gives each its inherited weights (BN recalibrated), trains the per-image controller on
+gives each its inherited weights (fine-tuned ``--finetune-epochs`` like every network
+the run ships; BN recalibrated when 0), trains the per-image controller on
 a reward of correctness and the device predictor's latency, and writes
 ``RUN/instanas/`` (controller, paths, manifest; :mod:`hwnas.export.instance_folder`).
 Then every file of the folder is timed on the run's device and the controller's mean
 latency per image -- controller included -- is set against the fastest of its own paths
 that reaches the same validation accuracy alone (same weights, same device, same timing
-run), which is what a user without the controller would ship.
+run), which is what a user without the controller would ship, and against the same
+paths mixed at random at that accuracy (image-blind), which isolates what the choice
+per image is worth.
 """
 
 from __future__ import annotations
@@ -57,14 +60,24 @@ class InstaNASStage(Stage):
         predicted = dict(zip(archs, (float(v) for v in _predict(state.predictor, archs))))
         chosen = instanas.choose_paths(accuracy, predicted, int(s.instanas_paths))
         nets, accs = [], []
-        for arch in chosen:
+        for arch in chosen:  # the weights a shipped network of this run gets (--finetune-epochs)
             net = supernet.extract(arch).cpu()
-            accs.append(recalibrated_accuracy(net, data, seed=s.seed))
+            if s.finetune_epochs:
+                from hwnas.export_train import finetune_for_export
+
+                tuned = finetune_for_export(space, net.train(), data, s.finetune_epochs,
+                                            source="inherited from the supernet",
+                                            input_size=state.input_size, seed=s.seed)
+                net, acc = tuned.module, float(tuned.accuracy)
+            else:
+                acc = recalibrated_accuracy(net, data, seed=s.seed)
+            accs.append(acc)
             nets.append(net.eval())
         cost = np.array([predicted[a] for a in chosen]) / max(predicted[a] for a in chosen)
         config = instanas.ControllerConfig(latency_weight=float(s.latency_weight), seed=s.seed)
         controller = instanas.InstanceController(space.in_channels, state.input_size,
-                                                 len(chosen), config.width, config.low_res)
+                                                 len(chosen), config.width, config.low_res,
+                                                 seed=config.seed)
         rewards = instanas.reward_table(instanas.correctness(nets, data.x_train, data.y_train),
                                         cost, config)
         history = instanas.train_controller(controller, data.x_train, rewards, config)
@@ -120,7 +133,7 @@ class InstaNASStage(Stage):
 
     @staticmethod
     def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-        from hwnas.oneshot.instanas import best_fixed
+        from hwnas.oneshot.instanas import best_fixed, mixture_latency
 
         paths = manifest["paths"]
         ms = [float(p["latency_ms"]) for p in paths]
@@ -130,7 +143,8 @@ class InstaNASStage(Stage):
         fixed = best_fixed(accs, ms, float(manifest["accuracy"]))
         return {"mean_ms": mean_ms, "controller_ms": controller_ms, "fixed_path": fixed,
                 "fixed_ms": ms[fixed], "fixed_accuracy": accs[fixed],
-                "latency_reduction": 1.0 - mean_ms / ms[fixed]}
+                "latency_reduction": 1.0 - mean_ms / ms[fixed],
+                "blind_mix_ms": mixture_latency(accs, ms, float(manifest["accuracy"]))}
 
     @staticmethod
     def _show(state: PipelineState, m: dict[str, Any]) -> None:
@@ -146,4 +160,8 @@ class InstaNASStage(Stage):
             f"{100 * m['latency_reduction']:.1f}% of its latency per image"
             + ("" if m["fixed_accuracy"] >= m["accuracy"] - 1e-9 else
                " (no single path is as accurate: compared with the most accurate one)"))
+        if m.get("blind_mix_ms") is not None:
+            say(f"  image-blind baseline: the paths mixed at random reach that accuracy at "
+                f"{m['blind_mix_ms']:.4f} ms per image (the controller's choice per image is "
+                f"worth {100 * (1 - m['mean_ms'] / m['blind_mix_ms']):.1f}% of it)")
         say(f"  folder: {state.path(FOLDER)} (router: hwnas.export.instance_folder.InstanceRouter)")

@@ -152,6 +152,15 @@ def test_instanas_routes_each_image_to_a_path_of_the_front(first_run, tmp_path, 
         if (chosen == k).any():
             direct = session.run(None, {router.input_name: x[chosen == k]})[0]
             np.testing.assert_allclose(logits[chosen == k], direct, rtol=1e-5, atol=1e-5)
+    # hwnas export ships the folder as one checked copy; --inspect describes it
+    shipped = tmp_path / "shipped"
+    assert main(["export", str(out), "--instanas", "-o", str(shipped)]) == 0
+    assert len(InstanceRouter(shipped).sessions) == len(summary["paths"])
+    capsys.readouterr()
+    assert main(["export", "--inspect", str(shipped)]) == 0
+    assert "SHA-256 as exported" in capsys.readouterr().out
+    assert main(["export", str(out), "--instanas"]) == 2  # where to: -o is needed
+    assert "-o FOLDER" in capsys.readouterr().err
     # resumed: the finished stage is restored from the folder, which is checked (hashes)
     assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert "(stored)" in capsys.readouterr().out
@@ -182,13 +191,14 @@ def test_a_checkpoint_of_another_space_or_size_is_refused(first_run, tmp_path, c
     assert len(err) == 1 and "trained with the pi objective" in err[0] and not out.exists()
 
 
-def test_a_builder_space_has_no_supernet_and_says_why(tmp_path, capsys):
+@pytest.mark.parametrize("strategy", ["oneshot", "instanas"])
+def test_a_builder_space_has_no_supernet_and_says_why(tmp_path, capsys, strategy):
     from tests.spaces.builder_sources import plain
 
     source = tmp_path / "myspace.py"
     source.write_text(plain(widths=(4, 8), kernels=(1, 3), depths=(1, 2)))
     out = tmp_path / "never"
     assert main(["search", "--space", f"{source}:build", "--device", macs_device.SPEC, "--out",
-                 str(out), *TINY]) == 2
+                 str(out), *TINY, "--strategy", strategy]) == 2
     err = capsys.readouterr().err
     assert "--strategy nao" in err and len(err.strip().splitlines()) == 1 and not out.exists()

@@ -76,3 +76,12 @@ def test_controller_learns_which_images_the_cheap_path_gets_right() -> None:
 def test_best_fixed_is_the_fastest_path_as_accurate() -> None:
     assert instanas.best_fixed([70, 80, 90], [1, 2, 3], 79.0) == 1
     assert instanas.best_fixed([70, 80, 90], [1, 2, 3], 95.0) == 2  # none reaches it
+
+
+def test_mixture_latency_is_the_image_blind_baseline() -> None:
+    accs, ms = [60.0, 80.0, 90.0], [1.0, 3.0, 4.0]
+    assert instanas.mixture_latency(accs, ms, 70.0) == pytest.approx(2.0)  # half 0, half 1
+    assert instanas.mixture_latency(accs, ms, 85.0) == pytest.approx(3.5)
+    assert instanas.mixture_latency(accs, ms, 80.0) == pytest.approx(3.0)
+    assert instanas.mixture_latency(accs, ms, 50.0) == pytest.approx(1.0)
+    assert instanas.mixture_latency(accs, ms, 95.0) is None
