@@ -28,7 +28,7 @@ def tabular(nb201):
 
 
 def test_registry():
-    assert names() == ["oneshot", "tabular", "train"] and get("train") is TrainEvaluator
+    assert names() == ["oneshot", "smash", "tabular", "train"] and get("train") is TrainEvaluator
     with pytest.raises(UnknownName, match="unknown evaluator"):
         get("oracle")
 

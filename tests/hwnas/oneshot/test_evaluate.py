@@ -115,3 +115,25 @@ def test_oneshot_evaluator_from_a_checkpoint(trained, data, tmp_path):
         OneShotEvaluator.from_checkpoint(
             str(ckpt), supernet.space, ["accuracy"], data_elsewhere,
             factory=lambda space, classes, size: TinySupernet(space, classes, size))
+
+
+def test_a_label_free_checkpoint_is_scored_by_a_linear_probe(data, tmp_path):
+    """Pi-NAS never trains the classifier: its checkpoint's evaluator reads the frozen
+    features with a logistic regression, equal to probe_accuracy of the extracted net."""
+    from hwnas.oneshot.probe import features, final_linear, probe_accuracy
+
+    ckpt = tmp_path / "pi.ckpt"
+    supernet = tiny()
+    train_supernet(supernet, data, "uniform", epochs=1, batch_size=16, checkpoint=ckpt,
+                   objective="pi")
+    evaluator = OneShotEvaluator.from_checkpoint(
+        str(ckpt), supernet.space, ["accuracy"], data,
+        factory=lambda space, classes, size: TinySupernet(space, classes, size),
+        calib_batches=2, batch_size=16)
+    assert evaluator.protocol == "probe" and evaluator.describe()["protocol"] == "probe"
+    arch = supernet.space.arch([2, 1, 2])
+    expected = probe_accuracy(supernet.extract(arch), data, calib_batches=2, batch_size=16)
+    assert evaluator.evaluate(arch)["accuracy"] == pytest.approx(expected)
+    assert expected > 20.0  # well above chance (10 classes) on digits
+    net = supernet.extract(arch)
+    assert features(net, data.x_val[:5]).shape == (5, final_linear(net).in_features)
