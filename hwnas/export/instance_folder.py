@@ -73,7 +73,8 @@ def export_instance_folder(folder: str | Path, space: Space, controller: Any,
         raise ExportError(f"{target} exists and is not an InstaNAS folder; choose another place")
     input_shape = tuple(space.input_shape(input_size))
     work = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         work.mkdir(parents=True)
         _export_controller(controller, input_shape, work / "controller.onnx", info or {})

@@ -109,8 +109,13 @@ class InstaNASStage(Stage):
         from hwnas.export.instance_folder import read_manifest
 
         read_manifest(state.path(FOLDER))  # a damaged folder fails in one sentence
-        manifest = json.loads(state.path(FOLDER + ".json").read_text(encoding="utf-8"))
-        self._show(state, manifest)
+        summary = state.path(FOLDER + ".json")
+        try:
+            manifest = json.loads(summary.read_text(encoding="utf-8"))
+            self._show(state, manifest)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DamagedFile(f"cannot read the InstaNAS summary {summary}: {error}; the run "
+                              f"folder was damaged") from None
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod

@@ -164,6 +164,9 @@ def test_instanas_routes_each_image_to_a_path_of_the_front(first_run, tmp_path, 
     # resumed: the finished stage is restored from the folder, which is checked (hashes)
     assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert "(stored)" in capsys.readouterr().out
+    (out / "instanas.json").write_text("{", encoding="utf-8")
+    assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "InstaNAS summary" in capsys.readouterr().err
     (out / "instanas" / "path-0.onnx").write_bytes(b"swapped")
     assert main(["search", "--out", str(out), "--resume", "--no-progress"]) == 2
     assert "altered or replaced" in capsys.readouterr().err

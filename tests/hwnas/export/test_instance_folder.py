@@ -30,10 +30,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, torch.
         controller.head.weight.mul_(100.0)
         controller.head.bias.copy_(-controller.head.weight @ feats.mean(0))
     target = tmp_path_factory.mktemp("insta") / "instanas"
+    (target.parent / ".instanas.partial-1").mkdir()  # what a killed export leaves
     records = [{"accuracy": 50.0 + k, "predicted_ms": 1.0 + k, "usage": 1 / 3} for k in range(3)]
     manifest = export_instance_folder(target, space, controller, list(zip(archs, nets, records)),
                                       input_size=16, check_images=x.numpy(), info={"note": "t"})
     assert manifest["note"] == "t" and len(manifest["paths"]) == 3
+    assert [p.name for p in target.parent.iterdir()] == ["instanas"]  # nothing else left
     return target, nets, x
 
 
