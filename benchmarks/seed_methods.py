@@ -95,7 +95,7 @@ def instanas_bench(supernet, space, data, args, folder: Path) -> pd.DataFrame:
 
     from hwnas.export.instance_folder import export_instance_folder
     from hwnas.oneshot import instanas
-    from hwnas.oneshot.evaluate import inherited_accuracy, recalibrated_accuracy
+    from hwnas.oneshot.evaluate import inherited_accuracy
     from spaces.flops import count_cost
 
     rng = np.random.default_rng(args.seed)
@@ -108,17 +108,10 @@ def instanas_bench(supernet, space, data, args, folder: Path) -> pd.DataFrame:
     chosen = instanas.choose_paths(acc, macs, args.paths)
     nets, accs = [], []
     for arch in chosen:  # as the pipeline ships them: inherited, fine-tuned --finetune-epochs
-        net = supernet.extract(arch).cpu()
-        if args.finetune_epochs:
-            from hwnas.export_train import finetune_for_export
-
-            tuned = finetune_for_export(space, net.train(), data, args.finetune_epochs,
-                                        source="inherited", input_size=size, seed=args.seed)
-            net, acc = tuned.module, float(tuned.accuracy)
-        else:
-            acc = recalibrated_accuracy(net, data, seed=args.seed)
+        net, acc = instanas.path_network(supernet, arch, data, args.finetune_epochs, size,
+                                         args.seed)
+        nets.append(net)
         accs.append(acc)
-        nets.append(net.eval())
     print(f"InstaNAS: {len(archs)} archive architectures scored in "
           f"{time.perf_counter() - began:.0f} s; {len(chosen)} paths of the accuracy x MACs "
           f"front: " + ", ".join(f"{a:.1f}% / {macs[c] / 1e3:.0f}k MACs"

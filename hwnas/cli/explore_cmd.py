@@ -185,10 +185,9 @@ def _oneshot_evaluator(s: dict[str, Any], space, metrics: list[str], need_latenc
     """Inherited accuracy from a trained supernet checkpoint (hwnas supernet train), or
     with ``--evaluator smash`` the accuracy with the weights a SMASH hypernetwork
     generates (hwnas supernet train --objective smash)."""
-    from hwnas.cli.supernet_cmd import objective_name
     from hwnas.evaluators import datasets
     from hwnas.evaluators.latency_sources import make_latency_source
-    from hwnas.oneshot.checkpoint import read_meta
+    from hwnas.oneshot.checkpoint import objective_name, read_meta
     from hwnas.oneshot.evaluate import OneShotEvaluator
     from spaces.errors import HwnasError, Incompatible
 

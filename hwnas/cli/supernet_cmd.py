@@ -78,13 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---- rebuilding what a checkpoint names -----------------------------------------------------
-def objective_name(meta: dict) -> str:
-    """The training objective a checkpoint names ("labels" for older checkpoints)."""
-    from hwnas.oneshot.checkpoint import objective_name as named
-
-    return named(meta)
-
-
 def _from_checkpoint(path: str, data_root: str | None, seed: int
                      ) -> tuple[Any, Any, Any, dict, Any]:
     """(space, data, supernet with the checkpoint's weights, metadata, the SMASH
@@ -92,7 +85,7 @@ def _from_checkpoint(path: str, data_root: str | None, seed: int
     import spaces
     from hwnas.evaluators import datasets
     from hwnas.oneshot import make_supernet
-    from hwnas.oneshot.checkpoint import load_supernet, read_meta
+    from hwnas.oneshot.checkpoint import load_supernet, objective_name, read_meta
     from spaces.errors import HwnasError
 
     if not Path(path).is_file():
@@ -215,6 +208,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from hwnas.oneshot.checkpoint import objective_name
     from hwnas.oneshot.evaluate import inherited_accuracy
     from hwnas.oneshot.smash import WEIGHTS, smash_accuracy
 
@@ -252,6 +246,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from hwnas.oneshot.checkpoint import objective_name
     from hwnas.cli import _checks
     from hwnas.export import check_target, export_arch
     from hwnas.export_train import finetune_for_export

@@ -14,12 +14,13 @@ is replaced only once the new one is complete and checked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,15 +69,8 @@ def export_instance_folder(folder: str | Path, space: Space, controller: Any,
     manifest."""
     from hwnas.export.api import export_arch
 
-    target = Path(folder).expanduser()
-    if target.exists() and not (target / MANIFEST).is_file():
-        raise ExportError(f"{target} exists and is not an InstaNAS folder; choose another place")
     input_shape = tuple(space.input_shape(input_size))
-    work = target.parent / f".{target.name}.partial-{os.getpid()}"
-    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed export
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        work.mkdir(parents=True)
+    with _staged(Path(folder).expanduser()) as work:
         _export_controller(controller, input_shape, work / "controller.onnx", info or {})
         entries = []
         for k, (arch, module, record) in enumerate(paths):
@@ -103,10 +97,28 @@ def export_instance_folder(folder: str | Path, space: Space, controller: Any,
         atomic_write(work / MANIFEST, json.dumps(manifest, indent=2, default=float))
         if check_images is not None:
             check_router(work, check_images)
+    return manifest
+
+
+@contextlib.contextmanager
+def _staged(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to build the new one in; renamed over ``target``
+    when the body succeeds, removed in any case (with any a killed export left behind).
+    ``target`` must not be something other than an InstaNAS folder."""
+    if target.exists() and not (target / MANIFEST).is_file():
+        raise ExportError(f"{target} exists and is not an InstaNAS folder; choose another place")
+    work = target.parent / f".{target.name}.partial-{os.getpid()}"
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        try:
+            work.mkdir(parents=True)
+        except OSError as error:
+            raise ExportError(f"cannot write {target}: {error.strerror or error}") from None
+        yield work
         _put_in_place(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return manifest
 
 
 def _put_in_place(work: Path, target: Path) -> None:
@@ -182,22 +194,14 @@ def copy_instance_folder(source: str | Path, target: str | Path) -> dict[str, An
     the copy is checked again before it is put in place. Returns the manifest."""
     source, target = Path(source), Path(target).expanduser()
     read_manifest(source)
-    if target.exists() and not (target / MANIFEST).is_file():
-        raise ExportError(f"{target} exists and is not an InstaNAS folder; choose another place")
     if target.resolve() == source.resolve():
         raise ExportError(f"{target} is the folder being exported; choose another place")
-    work = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    try:
+    with _staged(target) as work:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, work)
+            shutil.copytree(source, work, dirs_exist_ok=True)
         except OSError as error:
             raise ExportError(f"cannot write {target}: {error.strerror or error}") from None
         manifest = read_manifest(work)
-        _put_in_place(work, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 

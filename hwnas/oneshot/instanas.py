@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from torch import nn
 
 from spaces import Arch
 from spaces.core.errors import InvalidOption
+
+if TYPE_CHECKING:
+    from hwnas.evaluators.datasets import DataSplit
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,25 @@ def choose_paths(accuracy: Mapping[Arch, float], latency_ms: Mapping[Arch, float
         pool = [a for a in front if a not in chosen]
         chosen.append(min(pool, key=lambda a: abs(latency_ms[a] - target)))
     return sorted(chosen, key=lambda a: latency_ms[a])
+
+
+def path_network(supernet: nn.Module, arch: Arch, data: "DataSplit", finetune_epochs: int,
+                 input_size: int, seed: int = 0) -> tuple[nn.Module, float]:
+    """``arch`` with the supernet's weights as a run ships it -- fine-tuned
+    ``finetune_epochs`` (BN recalibrated when 0) -- in eval mode, and its validation
+    accuracy (%)."""
+    from hwnas.oneshot.evaluate import recalibrated_accuracy
+
+    net = supernet.extract(arch).cpu()
+    if finetune_epochs:
+        from hwnas.export_train import finetune_for_export
+
+        tuned = finetune_for_export(supernet.space, net.train(), data, finetune_epochs,
+                                    source="inherited from the supernet", input_size=input_size,
+                                    seed=seed)
+        return tuned.module.eval(), float(tuned.accuracy)
+    accuracy = recalibrated_accuracy(net, data, seed=seed)
+    return net.eval(), accuracy
 
 
 # -- the controller ---------------------------------------------------------------------------
@@ -257,8 +279,14 @@ class Routing:
     paths: np.ndarray             # the chosen path per image
 
     def mean_latency(self, path_ms: Sequence[float], controller_ms: float) -> float:
-        """Mean latency per image: the controller always runs, then one path."""
-        return float(controller_ms) + float(np.dot(self.usage, np.asarray(path_ms, dtype=float)))
+        return mean_latency(self.usage, path_ms, controller_ms)
+
+
+def mean_latency(usage: Sequence[float], path_ms: Sequence[float], controller_ms: float) -> float:
+    """Mean latency per image: the controller always runs, then one path (``usage``: the
+    share of images each path takes)."""
+    return float(controller_ms) + float(np.dot(np.asarray(usage, dtype=float),
+                                               np.asarray(path_ms, dtype=float)))
 
 
 def route(controller: InstanceController, x: torch.Tensor, correct: np.ndarray) -> Routing:
@@ -307,4 +335,4 @@ def config_dict(config: ControllerConfig) -> dict[str, float]:
 
 __all__ = ["ControllerConfig", "ControllerHistory", "InstanceController", "Routing",
            "best_fixed", "choose_paths", "config_dict", "correctness", "front_of",
-           "mixture_latency", "predictions", "reward_table", "route", "train_controller"]
+           "mean_latency", "mixture_latency", "path_network", "predictions", "reward_table", "route", "train_controller"]

@@ -188,17 +188,18 @@ def load_smash(path: str | Path, supernet: OneShotSupernet, dataset: str | None 
     """The hypernetwork of a "smash" checkpoint, with the supernet's shared (non-generated)
     parameters loaded into ``supernet``; Incompatible if the checkpoint was trained with
     another objective or for another network or dataset."""
-    from hwnas.oneshot.checkpoint import check_compatible, load_checkpoint, load_weights
+    from hwnas.oneshot.checkpoint import (check_compatible, load_checkpoint, load_weights,
+                                          objective_name)
 
     meta, state = load_checkpoint(path, map_location)
-    objective = meta.get("objective", "labels")
-    name = objective.get("name") if isinstance(objective, dict) else objective
+    name = objective_name(meta)
     if name != "smash" or "hyper" not in state:
         raise Incompatible(f"checkpoint {path} was trained with the {name!r} objective, so it "
                            f"holds shared weights and no SMASH hypernetwork")
     check_compatible(meta, supernet, dataset, path)
     load_weights(supernet, state, path)
-    hyper = HyperNetwork(supernet, int(objective.get("hidden") or default_hidden(supernet.space)))
+    hyper = HyperNetwork(supernet, int(meta["objective"].get("hidden")
+                                       or default_hidden(supernet.space)))
     load_hyper(hyper, state["hyper"], path)
     return hyper.eval()
 

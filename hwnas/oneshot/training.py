@@ -44,6 +44,10 @@ from spaces.core.errors import Incompatible, InvalidOption
 
 log = logging.getLogger(__name__)
 
+#: objectives that draw their own architectures uniformly (single process), and how
+UNIFORM_OBJECTIVES = {"pi": "samples its two paths uniformly",
+                      "smash": "samples one architecture a step uniformly"}
+
 StepHook = Callable[[int, list[Step], list[float]], None]
 CheckpointHook = Callable[[int, Path], None]
 
@@ -225,12 +229,9 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         from hwnas.oneshot import smash
 
         sm = smash.smash_options(supernet.space, objective_options)  # NoSupernet: no SMASH
-        if ctx.active:
-            raise InvalidOption("the 'smash' objective trains in a single process only, not "
-                                "data-parallel")
-    if pi is not None and ctx.active:
-        raise InvalidOption("the 'pi' objective trains in a single process only, not "
-                            "data-parallel")
+    if objective in UNIFORM_OBJECTIVES and ctx.active:
+        raise InvalidOption(f"the {objective!r} objective trains in a single process only, not "
+                            f"data-parallel")
     if pi is not None and not pi["temperature"] > 0:
         raise InvalidOption(f"the pi temperature must be positive, got {pi['temperature']!r}")
     if every_steps is not None and (isinstance(every_steps, bool) or int(every_steps) < 1):
@@ -250,12 +251,9 @@ def train_supernet(supernet: OneShotSupernet, data: DataSplit, sampler: Sampler 
         raise InvalidOption("sampler options go with a sampler name, not a built sampler")
     elif sampler.supernet is not supernet:
         raise InvalidOption("the sampler was built for another supernet than the one to train")
-    if pi is not None and sampler.name != "uniform":
-        raise InvalidOption(f"the 'pi' objective samples its two paths uniformly, so it needs "
-                            f"the 'uniform' sampler, not {sampler.name!r}")
-    if sm is not None and sampler.name != "uniform":
-        raise InvalidOption(f"the 'smash' objective samples one architecture a step uniformly, "
-                            f"so it needs the 'uniform' sampler, not {sampler.name!r}")
+    if objective in UNIFORM_OBJECTIVES and sampler.name != "uniform":
+        raise InvalidOption(f"the {objective!r} objective {UNIFORM_OBJECTIVES[objective]}, so it "
+                            f"needs the 'uniform' sampler, not {sampler.name!r}")
     sampler.bind(data)
 
     steps_per_epoch = len(data.y_train) // batch_size

@@ -44,7 +44,6 @@ class InstaNASStage(Stage):
         from hwnas.export.instance_folder import export_instance_folder
         from hwnas.oneshot import instanas, make_supernet
         from hwnas.oneshot.checkpoint import load_supernet
-        from hwnas.oneshot.evaluate import recalibrated_accuracy
         from hwnas.pipeline.engine_oneshot import ARCHIVE, CHECKPOINT
         from hwnas.pipeline.engines import _predict
 
@@ -61,18 +60,10 @@ class InstaNASStage(Stage):
         chosen = instanas.choose_paths(accuracy, predicted, int(s.instanas_paths))
         nets, accs = [], []
         for arch in chosen:  # the weights a shipped network of this run gets (--finetune-epochs)
-            net = supernet.extract(arch).cpu()
-            if s.finetune_epochs:
-                from hwnas.export_train import finetune_for_export
-
-                tuned = finetune_for_export(space, net.train(), data, s.finetune_epochs,
-                                            source="inherited from the supernet",
-                                            input_size=state.input_size, seed=s.seed)
-                net, acc = tuned.module, float(tuned.accuracy)
-            else:
-                acc = recalibrated_accuracy(net, data, seed=s.seed)
+            net, acc = instanas.path_network(supernet, arch, data, s.finetune_epochs,
+                                             state.input_size, s.seed)
+            nets.append(net)
             accs.append(acc)
-            nets.append(net.eval())
         cost = np.array([predicted[a] for a in chosen]) / max(predicted[a] for a in chosen)
         config = instanas.ControllerConfig(latency_weight=float(s.latency_weight), seed=s.seed)
         controller = instanas.InstanceController(space.in_channels, state.input_size,
@@ -138,13 +129,13 @@ class InstaNASStage(Stage):
 
     @staticmethod
     def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-        from hwnas.oneshot.instanas import best_fixed, mixture_latency
+        from hwnas.oneshot.instanas import best_fixed, mean_latency, mixture_latency
 
         paths = manifest["paths"]
         ms = [float(p["latency_ms"]) for p in paths]
         accs = [float(p["accuracy"]) for p in paths]
         controller_ms = float(manifest["controller"]["latency_ms"])
-        mean_ms = controller_ms + float(np.dot([p["usage"] for p in paths], ms))
+        mean_ms = mean_latency([p["usage"] for p in paths], ms, controller_ms)
         fixed = best_fixed(accs, ms, float(manifest["accuracy"]))
         return {"mean_ms": mean_ms, "controller_ms": controller_ms, "fixed_path": fixed,
                 "fixed_ms": ms[fixed], "fixed_accuracy": accs[fixed],
