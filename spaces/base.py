@@ -85,6 +85,11 @@ class IndexStrings:
             raise InvalidArchitecture(self.name, f"malformed string {text!r}") from None  # type: ignore[attr-defined]
 
 
+#: Costs already counted in this process (see :meth:`Space.cost`), at most this many.
+_COUNTED_COSTS: dict[tuple[Any, ...], "Cost"] = {}
+MAX_COUNTED_COSTS = 200_000
+
+
 class Space(ABC):
     """Base of every search space. Subclasses set ``name`` and ``decisions`` and implement
     ``to_string``, ``from_string`` and ``_build``; rules beyond "one valid option per
@@ -314,8 +319,18 @@ class Space(ABC):
 
     def cost(self, arch: Arch, input_size: int | None = None,
              num_classes: int | None = None) -> Cost:
-        """MACs and parameters counted on the built module (see :class:`Cost`)."""
+        """MACs and parameters counted on the built module (see :class:`Cost`), once per
+        architecture and shape: building and tracing a network costs ~40 ms, and budgets,
+        repairs and predictors ask about the same architectures again and again."""
         from spaces.flops import count_cost
 
-        module = self.build(arch, num_classes, input_size)
-        return count_cost(module, self.input_shape(input_size))
+        # the key names the space and its parameters (the measurement store relies on it
+        # too); a builder space adds its spec (two files may define one name)
+        key = (type(self), self.key, getattr(self, "spec", None), arch, self.input_size(input_size),
+               self.num_classes(num_classes))
+        if key not in _COUNTED_COSTS:
+            module = self.build(arch, num_classes, input_size)
+            if len(_COUNTED_COSTS) >= MAX_COUNTED_COSTS:
+                _COUNTED_COSTS.clear()
+            _COUNTED_COSTS[key] = count_cost(module, self.input_shape(input_size))
+        return _COUNTED_COSTS[key]
