@@ -52,6 +52,13 @@ def search(out: Path, device: str, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def _stages(run: Path) -> str:
+    """The run's own breakdown ("done in N s (profile .., fit .., ...)") from its log."""
+    lines = [line for line in (run.parent / f"{run.name}.log").read_text().splitlines()
+             if line.startswith("done in ")]
+    return lines[-1] if lines else "no breakdown in the log"
+
+
 def measured_front(run: Path) -> pd.DataFrame:
     front = pd.read_csv(run / "pareto.csv")
     return front[["budget_ms", "arch", "accuracy", "measured_ms", "meets_budget"]]
@@ -84,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                                                             *args.extra])
         runs[engine] = measured_front(root / engine)
         loads[engine] = f"{before} -> {_load()}"
-        print(f"{engine}: {walls[engine]:.0f} s (load {loads[engine]})", flush=True)
+        print(f"{engine}: {walls[engine]:.0f} s (load {loads[engine]}); {_stages(root / engine)}",
+              flush=True)
     ref_ms = 1.1 * max(float(f["measured_ms"].max()) for f in runs.values())
     rows = []
     for engine, front in runs.items():
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nsecond device {args.second} reusing {ckpt.name}: {wall:.0f} s "
               f"({100 * wall / walls['oneshot']:.0f}% of the first one-shot run; load {before} -> "
               f"{_load()}); supernet trained again: {'YES' if trained else 'no'}; "
-              f"{front['arch'].nunique()} distinct networks for {len(front)} budgets")
+              f"{front['arch'].nunique()} distinct networks for {len(front)} budgets; "
+              f"{_stages(root / 'second')}")
         ok = (not trained) and wall < 0.25 * walls["oneshot"]
         print(f"target (no training, < 25% of the first run's wall time): {'met' if ok else 'NOT met'}")
     if "oneshot" in runs:

@@ -126,6 +126,57 @@ def _points(archs: list[Arch], archive: Archive, latency: Scores) -> np.ndarray:
     return np.stack([-acc, ms], axis=1)
 
 
+def search_band(space: Space, accuracy: Scores, latency: Scores, archive: Archive,
+                low_ms: float, high_ms: float, evaluations: int, seed: int = 0,
+                parents: int = 8, per_generation: int = 8) -> list[Arch]:
+    """SPOS's constrained evolution (Guo et al. 2020, stage two) for one latency band:
+    children of the archive's most accurate members predicted under ``high_ms`` (mutation
+    of a crossover) are kept only when predicted in ``(low_ms, high_ms]``, and the best of
+    them breed the next generation. The pipeline calls it where two budgets got the same
+    network: NSGA-II's crowding spreads its archive over the whole range, so a band between
+    two budgets may hold few members; this spends a few more evaluations exactly there.
+    Returns the architectures it evaluated (fewer than ``evaluations`` when the band holds
+    no new architecture the mutations reach)."""
+    rng = np.random.default_rng(seed)
+    evaluated: list[Arch] = []
+
+    def ranked_parents() -> list[Arch]:
+        archs = list(archive.accuracy)
+        ms = dict(zip(archs, np.asarray(latency(archs), dtype=float).reshape(-1)))
+        under = [a for a in archs if ms[a] <= high_ms]
+        above = [a for a in archs if ms[a] > high_ms]
+        best = sorted(under, key=lambda a: -archive.accuracy[a])[:parents]
+        # the nearest slower members: crossing with them moves a child into the band
+        return best + sorted(above, key=lambda a: ms[a])[:parents]
+
+    stale = 0
+    while len(evaluated) < evaluations and stale < 3:
+        pool = ranked_parents()
+        if not pool:
+            break
+        want = min(per_generation, evaluations - len(evaluated))
+        drawn: list[Arch] = []
+        for _ in range(32 * want):
+            a, b = pool[int(rng.integers(len(pool)))], pool[int(rng.integers(len(pool)))]
+            child = space.mutate(crossover(space, a, b, rng), rng)
+            if child not in archive.accuracy and child not in drawn:
+                drawn.append(child)
+        if not drawn:
+            break
+        ms = np.asarray(latency(drawn), dtype=float).reshape(-1)
+        inside = [c for c, m in zip(drawn, ms) if low_ms < m <= high_ms][:want]
+        if not inside:
+            stale += 1
+            continue
+        stale = 0
+        for arch, acc in zip(inside, np.asarray(accuracy(inside), dtype=float).reshape(-1)):
+            archive.accuracy[arch] = float(acc)
+        evaluated += inside
+    log.info("band search (%.4g, %.4g] ms: %d architectures evaluated", low_ms, high_ms,
+             len(evaluated))
+    return evaluated
+
+
 def best_under(archive: Archive, predicted_ms: dict[Arch, float], target_ms: float,
                avoid: set[Arch] = frozenset()) -> Arch:
     """The most accurate archived architecture predicted under ``target_ms`` (ties: the
@@ -138,4 +189,4 @@ def best_under(archive: Archive, predicted_ms: dict[Arch, float], target_ms: flo
     return max(fits, key=lambda a: (archive.accuracy[a], -predicted_ms[a]))
 
 
-__all__ = ["Archive", "best_under", "crossover", "nsga2"]
+__all__ = ["Archive", "best_under", "crossover", "nsga2", "search_band"]
