@@ -42,6 +42,11 @@ REFINE_SHARE = 20
 #: Evaluations of the band search for each budget that would share a smaller budget's
 #: network: a share of --queries (16 of the default 400, ~2 s on 2 cores).
 BAND_SHARE = 25
+#: ... and at most this share of --queries per round for all bands together (40 of 400),
+#: and none for a band that already holds this many archived members (NSGA-II covered it;
+#: on a device whose latency hardly depends on the architecture every band is crowded).
+BAND_TOTAL_SHARE = 10
+BAND_COVERED = 8
 
 
 class OneShotEngine(Engine):
@@ -222,6 +227,7 @@ class OneShotEngine(Engine):
         s = self.state.settings
         latency = lambda archs: _predict(predictor, archs)  # noqa: E731
         began, filled = time.perf_counter(), 0
+        per_band, total = max(8, s.queries // BAND_SHARE), max(8, s.queries // BAND_TOTAL_SHARE)
         for attempt, i in enumerate(np.argsort(np.asarray(targets, dtype=float))):
             archs = list(self.archive.accuracy)
             predicted = dict(zip(archs, _predict(predictor, archs)))
@@ -229,11 +235,13 @@ class OneShotEngine(Engine):
             chosen = {best_under(self.archive, predicted, float(targets[j]), tried[j])
                       for j in smaller}
             arch = best_under(self.archive, predicted, float(targets[i]), tried[i])
-            if arch not in chosen or predicted[arch] > targets[i]:
+            low, high = float(predicted[arch]), float(targets[i])
+            members = sum(low < m <= high for m in predicted.values())
+            # a band the search already covers holds nothing better: do not search it again
+            if arch not in chosen or low > high or members >= BAND_COVERED or filled >= total:
                 continue
             filled += len(search_band(self.state.space, self._accuracy, latency, self.archive,
-                                      float(predicted[arch]), float(targets[i]),
-                                      max(8, s.queries // BAND_SHARE),
+                                      low, high, min(per_band, total - filled),
                                       seed=s.seed + 1000 * self._searches + attempt))
         if filled:
             self._save_archive()
