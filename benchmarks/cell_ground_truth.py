@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.cell_search import SPACE_OPTIONS, param_free_share
     from hwnas.export_train import train_for_export
+    from spaces.core import atomic_write
 
     space = spaces.get(args.space, **SPACE_OPTIONS[args.space])
     archs = space.sample_many(args.n, rng=args.arch_seed)
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"  {i:2d} param-free {100 * row['param_free']:3.0f}%  "
               + "  ".join(f"seed {s}: {row[f'seed{s}']:5.1f}%" for s in args.seeds), flush=True)
-        if args.csv:
-            pd.DataFrame(rows).to_csv(args.csv, index=False)
+        if args.csv:  # after every arch, atomically: an interrupted run keeps what it measured
+            atomic_write(args.csv, pd.DataFrame(rows).to_csv(index=False))
     wall = time.perf_counter() - began
     frame = pd.DataFrame(rows)
     accs = frame[[f"seed{s}" for s in args.seeds]].to_numpy(dtype=float)

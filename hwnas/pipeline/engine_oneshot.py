@@ -199,8 +199,7 @@ class OneShotEngine(Engine):
         self._search(predictor)
         tried = [{space.from_string(t) for t in (avoid[i] if avoid else set())}
                  for i in range(len(targets))]
-        archs = self._fill_gaps(targets, predictor, tried)
-        predicted = dict(zip(archs, _predict(predictor, archs)))
+        predicted = self._fill_gaps(targets, predictor, tried)
         out = []
         for i, target in enumerate(targets):
             arch = best_under(self.archive, predicted, float(target), tried[i])
@@ -216,21 +215,22 @@ class OneShotEngine(Engine):
         return out
 
     def _fill_gaps(self, targets: Sequence[float], predictor: Any,
-                   tried: list[set[Arch]]) -> list[Arch]:
+                   tried: list[set[Arch]]) -> dict[Arch, float]:
         """Where a budget would get the same network as a smaller one, search the band
         between that network's predicted latency and the budget (SPOS's constrained
         evolution, :func:`hwnas.oneshot.search.search_band`) before giving up on it: a user
         asking for ten budgets should get ten networks wherever the supernet has a more
-        accurate one for the larger budget. Returns the archive's architectures."""
+        accurate one for the larger budget. Returns every archived architecture's predicted
+        latency (the archive once, then what the band searches added)."""
         from hwnas.oneshot.search import best_under, search_band
 
         s = self.state.settings
         latency = lambda archs: _predict(predictor, archs)  # noqa: E731
         began, filled = time.perf_counter(), 0
         per_band, total = max(8, s.queries // BAND_SHARE), max(8, s.queries // BAND_TOTAL_SHARE)
+        archs = list(self.archive.accuracy)
+        predicted = dict(zip(archs, _predict(predictor, archs)))
         for attempt, i in enumerate(np.argsort(np.asarray(targets, dtype=float))):
-            archs = list(self.archive.accuracy)
-            predicted = dict(zip(archs, _predict(predictor, archs)))
             smaller = [j for j in range(len(targets)) if targets[j] < targets[i]]
             chosen = {best_under(self.archive, predicted, float(targets[j]), tried[j])
                       for j in smaller}
@@ -240,14 +240,17 @@ class OneShotEngine(Engine):
             # a band the search already covers holds nothing better: do not search it again
             if arch not in chosen or low > high or members >= BAND_COVERED or filled >= total:
                 continue
-            filled += len(search_band(self.state.space, self._accuracy, latency, self.archive,
-                                      low, high, min(per_band, total - filled),
-                                      seed=s.seed + 1000 * self._searches + attempt))
+            new = search_band(self.state.space, self._accuracy, latency, self.archive, low, high,
+                              min(per_band, total - filled),
+                              seed=s.seed + 1000 * self._searches + attempt)
+            if new:
+                predicted.update(zip(new, _predict(predictor, new)))
+                filled += len(new)
         if filled:
             self._save_archive()
             self.state.say(f"  band search: {filled} architectures evaluated between budgets "
                            f"that shared a network ({time.perf_counter() - began:.0f} s)")
-        return list(self.archive.accuracy)
+        return predicted
 
     # ---- what ships ------------------------------------------------------------------------
     def recipe(self) -> str:
